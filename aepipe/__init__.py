@@ -1,0 +1,37 @@
+"""aepipe: anomaly detection and denoising with autoencoders, the scikit-learn way.
+
+Public names are imported lazily so ``import aepipe`` is fast and imports
+neither torch nor MLflow; they load on first use.
+"""
+
+from importlib import import_module
+
+from ._version import __version__
+
+_LAZY = {
+    "Autoencoder": "aepipe.estimators",
+    "ContractiveAutoencoder": "aepipe.estimators",
+    "Denoiser": "aepipe.estimators",
+    "DenoisingAutoencoder": "aepipe.estimators",
+    "PCADetector": "aepipe.estimators",
+    "SparseAutoencoder": "aepipe.estimators",
+    "VariationalAutoencoder": "aepipe.estimators",
+    "anomaly_average_precision": "aepipe.scoring",
+    "anomaly_roc_auc": "aepipe.scoring",
+    "synthetic_anomaly_auc": "aepipe.scoring",
+    "top_contributing_columns": "aepipe.scoring",
+}
+
+__all__ = ["__version__", *sorted(_LAZY)]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'aepipe' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

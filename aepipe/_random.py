@@ -1,0 +1,50 @@
+"""Seeding without touching global random state.
+
+Torch draws weight initialisations, dropout masks and corruption noise from
+its global generator. We run every such section inside
+:func:`torch.random.fork_rng`, seeded from the estimator's ``random_state``,
+so results are reproducible and the caller's global RNG state is restored
+afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from numbers import Integral
+
+import numpy as np
+
+_MAX_SEED = 2**31 - 1
+
+
+def resolve_seed(random_state) -> int:
+    """Return an integer seed for ``random_state`` (None, int or RandomState).
+
+    ``None`` draws fresh OS entropy instead of consuming NumPy's global
+    generator, so fitting never changes the caller's random stream.
+    """
+    if random_state is None:
+        return int(np.random.SeedSequence().generate_state(1)[0] % _MAX_SEED)
+    if isinstance(random_state, Integral):
+        return int(random_state) % _MAX_SEED
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(_MAX_SEED))
+    raise ValueError(
+        f"random_state={random_state!r} must be None, an int or a "
+        "numpy.random.RandomState instance."
+    )
+
+
+@contextlib.contextmanager
+def torch_seeded(seed: int, device) -> Iterator[None]:
+    """Run a block with torch's global RNG seeded, restoring it on exit."""
+    import torch
+
+    devices = []
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        index = torch.device(device).index
+        devices = [index if index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield

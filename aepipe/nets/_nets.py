@@ -1,0 +1,222 @@
+"""skorch nets for the autoencoder family.
+
+One engine (:class:`AutoencoderNet`), thin subclasses that override hooks:
+``corrupt`` (the denoising corruption, applied in training steps only) and
+``penalty`` (sparsity, contraction, KL). The loss is the decoder's negative
+log-likelihood of the clean input, summed over columns and averaged over
+records, plus the penalty.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+from skorch import NeuralNet
+from skorch.callbacks import Callback
+from skorch.dataset import unpack_data
+from torch import nn
+
+from ..exceptions import TrainingDivergedError
+from ..nn import gaussian_kl
+
+logger = logging.getLogger(__name__)
+
+
+class TensorDataset(torch.utils.data.Dataset):
+    """A dataset that is one tensor; batches are slices of it (no per-item collate)."""
+
+    def __init__(self, X: torch.Tensor):
+        self.X = X
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    def __getitem__(self, index):
+        return self.X[index], self.X[index]
+
+
+class TensorBatchIterator:
+    """Iterate over a :class:`TensorDataset` in contiguous mini-batches.
+
+    Replaces skorch's default ``DataLoader`` (which indexes and collates row
+    by row, the main per-batch overhead on small networks). Shuffling draws
+    one permutation per epoch from torch's RNG, which the estimators seed.
+
+    Parameters
+    ----------
+    dataset : TensorDataset
+    batch_size : int
+    shuffle : bool, default=False
+    """
+
+    def __init__(self, dataset: TensorDataset, batch_size: int, shuffle: bool = False):
+        if not isinstance(dataset, TensorDataset):
+            raise TypeError(
+                f"TensorBatchIterator needs a TensorDataset, got {type(dataset).__name__}."
+            )
+        self.dataset = dataset
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.dataset) / self.batch_size)
+
+    def __iter__(self):
+        X = self.dataset.X
+        if self.shuffle:
+            X = X[torch.randperm(len(X)).to(X.device)]
+        for start in range(0, len(X), self.batch_size):
+            batch = X[start:start + self.batch_size]
+            yield batch, batch
+
+
+class NegativeLogLikelihood(nn.Module):
+    """Criterion: per-column NLL summed over columns, averaged over records."""
+
+    def forward(self, nll_per_column: torch.Tensor) -> torch.Tensor:
+        return nll_per_column.sum(dim=1).mean()
+
+
+class EpochProgressBar(Callback):
+    """A tqdm bar over epochs showing the latest losses (only when verbose)."""
+
+    def on_train_begin(self, net, **kwargs):
+        from tqdm.auto import tqdm
+
+        self.bar_ = tqdm(total=net.max_epochs, desc=type(net).__name__, unit="epoch", leave=False)
+
+    def on_epoch_end(self, net, **kwargs):
+        row = net.history[-1]
+        self.bar_.set_postfix(
+            {k: f"{row[k]:.4g}" for k in ("train_loss", "valid_loss") if k in row}
+        )
+        self.bar_.update(1)
+
+    def on_train_end(self, net, **kwargs):
+        self.bar_.close()
+
+
+class AutoencoderNet(NeuralNet):
+    """skorch net whose target is its input: ``fit(TensorDataset(X))``."""
+
+    def __init__(self, module, *args, criterion=NegativeLogLikelihood, **kwargs):
+        kwargs.setdefault("iterator_train", TensorBatchIterator)
+        kwargs.setdefault("iterator_valid", TensorBatchIterator)
+        kwargs.setdefault("iterator_train__shuffle", True)
+        super().__init__(module, *args, criterion=criterion, **kwargs)
+
+    # -- hooks for subclasses -------------------------------------------------
+    def corrupt(self, X: torch.Tensor) -> torch.Tensor:
+        """The training-time corruption C(x~|x); identity here."""
+        return X
+
+    def penalty(self, y_pred, X: torch.Tensor) -> torch.Tensor | float:
+        """Regulariser added to the NLL; zero here."""
+        return 0.0
+
+    # -- skorch overrides -----------------------------------------------------
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        nll = self.module_.head.nll(y_pred.params, y_true)
+        return self.criterion_(nll) + self.penalty(y_pred, X)
+
+    def train_step_single(self, batch, **fit_params):
+        self._set_training(True)
+        clean, _ = unpack_data(batch)
+        inputs = self.corrupt(clean)
+        y_pred = self.infer(inputs, **fit_params)
+        loss = self.get_loss(y_pred, clean, X=inputs, training=True)
+        if not torch.isfinite(loss):
+            raise TrainingDivergedError(
+                f"The training loss became {loss.item()} at epoch {len(self.history)}. Lower "
+                "learning_rate, standardise the inputs, or check them for extreme values."
+            )
+        loss.backward()
+        return {"loss": loss, "y_pred": y_pred}
+
+
+class DenoisingNet(AutoencoderNet):
+    """Trains on corrupted inputs x~ ~ C(x~|x) to reconstruct the clean x.
+
+    Parameters
+    ----------
+    corruption : {"gaussian", "masking", "salt_and_pepper"}
+        ``gaussian`` adds N(0, level^2) noise; ``masking`` zeroes (sets to the
+        training mean, in standardised units) each entry with probability
+        level; ``salt_and_pepper`` sets each entry with probability level to
+        the batch minimum or maximum of its column, with equal chance.
+    noise_level : float
+    """
+
+    def __init__(self, module, *args, corruption="gaussian", noise_level=0.1, **kwargs):
+        super().__init__(module, *args, **kwargs)
+        self.corruption = corruption
+        self.noise_level = noise_level
+
+    def corrupt(self, X):
+        level = self.noise_level
+        if level == 0:
+            return X
+        if self.corruption == "gaussian":
+            return X + level * torch.randn_like(X)
+        hit = torch.rand_like(X) < level
+        if self.corruption == "masking":
+            return X.masked_fill(hit, 0.0)
+        if self.corruption == "salt_and_pepper":
+            low, high = X.min(dim=0).values, X.max(dim=0).values
+            salt = torch.rand_like(X) < 0.5
+            extreme = torch.where(salt, high.expand_as(X), low.expand_as(X))
+            return torch.where(hit, extreme, X)
+        raise ValueError(f"Unknown corruption {self.corruption!r}.")
+
+
+class SparseNet(AutoencoderNet):
+    """Penalises the code's activations: KL(rho || mean activation) or L1.
+
+    Parameters
+    ----------
+    sparsity : {"kl", "l1"}
+    target_activation : float
+        The target mean activation rho (KL only); the code is a sigmoid.
+    sparsity_weight : float
+        The weight beta of the penalty.
+    """
+
+    def __init__(self, module, *args, sparsity="kl", target_activation=0.05,
+                 sparsity_weight=1.0, **kwargs):
+        super().__init__(module, *args, **kwargs)
+        self.sparsity = sparsity
+        self.target_activation = target_activation
+        self.sparsity_weight = sparsity_weight
+
+    def penalty(self, y_pred, X):
+        code = y_pred.code
+        if self.sparsity == "l1":
+            return self.sparsity_weight * code.abs().sum(dim=1).mean()
+        rho = self.target_activation
+        rho_hat = code.mean(dim=0).clamp(1e-6, 1 - 1e-6)
+        kl = rho * torch.log(rho / rho_hat) + (1 - rho) * torch.log((1 - rho) / (1 - rho_hat))
+        return self.sparsity_weight * kl.sum()
+
+
+class ContractiveNet(AutoencoderNet):
+    """Adds lambda * ||dh/dx||_F^2, the exact encoder Jacobian norm (Rifai et al., 2011)."""
+
+    def __init__(self, module, *args, contraction_weight=0.01, **kwargs):
+        super().__init__(module, *args, **kwargs)
+        self.contraction_weight = contraction_weight
+
+    def penalty(self, y_pred, X):
+        return self.contraction_weight * self.module_.encoder.jacobian_frobenius_sq(X).mean()
+
+
+class VariationalNet(AutoencoderNet):
+    """Negative ELBO: reconstruction NLL + beta * KL(q(z|x) || N(0, I))."""
+
+    def __init__(self, module, *args, beta=1.0, **kwargs):
+        super().__init__(module, *args, **kwargs)
+        self.beta = beta
+
+    def penalty(self, y_pred, X):
+        return self.beta * gaussian_kl(y_pred.mu, y_pred.log_var).mean()
