@@ -18,6 +18,8 @@ _LAZY = {
     "VariationalAutoencoder": "aepipe.estimators",
     "anomaly_average_precision": "aepipe.scoring",
     "anomaly_roc_auc": "aepipe.scoring",
+    "explain": "aepipe.scoring",
+    "score_frame": "aepipe.scoring",
     "synthetic_anomaly_auc": "aepipe.scoring",
     "top_contributing_columns": "aepipe.scoring",
 }

@@ -11,6 +11,7 @@ __all__ = [
     "DataValidationError",
     "ModelFileError",
     "NotFittedError",
+    "TrackingError",
     "TrainingDivergedError",
 ]
 
@@ -25,3 +26,7 @@ class ModelFileError(ValueError):
 
 class TrainingDivergedError(RuntimeError):
     """The training loss became NaN or infinite; the last good weights were kept."""
+
+
+class TrackingError(RuntimeError):
+    """MLflow tracking store or model URI that cannot be reached or read."""

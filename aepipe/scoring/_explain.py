@@ -33,3 +33,77 @@ def top_contributing_columns(feature_scores: pd.DataFrame, k: int = 3) -> pd.Dat
         data[f"top{rank + 1}_column"] = names[order[:, rank]]
         data[f"top{rank + 1}_score"] = np.take_along_axis(values, order[:, rank:rank + 1], axis=1)[:, 0]
     return pd.DataFrame(data, index=feature_scores.index)
+
+
+def _final_step_and_input(model, X):
+    """The detector at the end of ``model`` (a Pipeline or a detector) and its input."""
+    steps = getattr(model, "steps", None)
+    if not steps:
+        return model, X
+    head = model[:-1]
+    Xt = head.transform(X) if len(head) else X
+    if not hasattr(Xt, "columns") and hasattr(head, "get_feature_names_out") and len(head):
+        try:
+            names = head.get_feature_names_out()
+            Xt = pd.DataFrame(Xt, columns=names, index=getattr(X, "index", None))
+        except (AttributeError, ValueError):  # a step without feature names: keep positions
+            pass
+    return model[-1], Xt
+
+
+def explain(model, X, top_k: int = 3) -> pd.DataFrame:
+    """Per-record top contributing columns of a detector or a pipeline ending in one.
+
+    Parameters
+    ----------
+    model : fitted aepipe detector, or Pipeline whose last step is one
+    X : DataFrame or array-like
+    top_k : int, default=3
+
+    Returns
+    -------
+    top : DataFrame
+        As :func:`top_contributing_columns`; column names are those the
+        detector sees (after the pipeline's transformers).
+    """
+    detector, Xt = _final_step_and_input(model, X)
+    if not hasattr(detector, "feature_scores"):
+        raise ValueError(
+            f"{type(detector).__name__} has no per-feature scores; explanations need an "
+            "aepipe detector as the last step."
+        )
+    frame = detector.feature_scores(Xt)
+    if isinstance(X, pd.DataFrame):
+        frame.index = X.index
+    return top_contributing_columns(frame, top_k)
+
+
+def score_frame(model, X, top_k: int = 3) -> pd.DataFrame:
+    """The scoring output every interface returns (Python, CLI, REST, Dask).
+
+    Columns: ``anomaly_score`` (higher = more anomalous), ``is_anomaly``
+    (from the model's ``predict``), then ``top1_column, top1_score, ...``
+    when the detector has per-feature scores and ``top_k > 0``. The index is
+    X's index when X is a DataFrame.
+
+    Parameters
+    ----------
+    model : fitted detector or Pipeline ending in one (any ``score_samples`` +
+        ``predict`` outlier detector works; top columns need an aepipe one)
+    X : DataFrame or array-like
+    top_k : int, default=3
+    """
+    index = X.index if isinstance(X, pd.DataFrame) else None
+    detector, Xt = _final_step_and_input(model, X)
+    anomaly = -np.asarray(detector.score_samples(Xt), dtype=np.float64)
+    offset = getattr(detector, "offset_", None)
+    if offset is not None:
+        is_anomaly = -anomaly - offset < 0
+    else:
+        is_anomaly = np.asarray(detector.predict(Xt)) == -1
+    out = pd.DataFrame({"anomaly_score": anomaly, "is_anomaly": is_anomaly}, index=index)
+    if top_k > 0 and hasattr(detector, "feature_scores"):
+        frame = detector.feature_scores(Xt)
+        frame.index = out.index
+        out = out.join(top_contributing_columns(frame, top_k))
+    return out
