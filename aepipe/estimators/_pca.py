@@ -32,8 +32,10 @@ class PCADetector(BaseDetector):
     n_components : int, float in (0, 1) or None, default=0.95
         As in :class:`~sklearn.decomposition.PCA`: a number of components, or
         the share of variance to keep. ``None`` keeps
-        ``min(n_samples, n_features) - 1`` (at least 1) so the residual is
-        not identically zero.
+        ``min(n_samples, n_features) - 1`` (at least 1). A variance share that
+        would keep every component is capped one below full rank for the
+        ``"reconstruction"`` and ``"q"`` statistics, whose residual would
+        otherwise be identically zero.
     statistic : {"reconstruction", "q", "t2"}, default="reconstruction"
         The anomaly score: reconstruction NLL, Q (SPE, the sum of squared
         residuals), or Hotelling's T². ``feature_scores`` returns each
@@ -126,6 +128,14 @@ class PCADetector(BaseDetector):
         self.pca_ = PCA(
             n_components=n_components, svd_solver=self.svd_solver, random_state=self.random_state
         ).fit(Z)
+        full_rank = self.pca_.n_components_ >= min(n_samples, n_features) > 1
+        if full_rank and self.statistic != "t2" and not isinstance(n_components, Integral):
+            # All components kept: the residual is identically zero and so is every
+            # reconstruction score. Keep one fewer so Q and the NLL stay informative.
+            self.pca_ = PCA(
+                n_components=min(n_samples, n_features) - 1, svd_solver=self.svd_solver,
+                random_state=self.random_state,
+            ).fit(Z)
         self.n_components_ = int(self.pca_.n_components_)
         variances = np.asarray(self.pca_.explained_variance_, dtype=np.float64)
         floor = max(1e-12, 1e-9 * float(variances.max(initial=0.0)))
