@@ -1,0 +1,229 @@
+"""ADBench benchmark: aepipe's detectors against IsolationForest, PCA and PyOD.
+
+Protocol (``../shared/data/README.md``, Han et al., NeurIPS 2022): for every
+``.npz`` (arrays ``X``, ``y`` with 1 = anomaly) in ``--data-dir``, datasets
+over 30,000 rows are subsampled (stratified) to 30,000; a stratified 70/30
+split; each detector is fitted on the unlabelled train part (anomalies
+included) and scored on the test part; ROC-AUC and average precision; one
+row per (dataset, detector, seed).
+
+Runs are resumable and mergeable: with ``--out results.csv`` every finished
+(dataset, detector, seed) is appended at once, and rows already in the file
+are skipped, so detectors can be run separately (``--detectors iforest``) into
+the same file, and an interrupted run continues where it stopped. The tables
+are printed from everything in the file for the selected detectors.
+
+Examples
+--------
+    python pipelines/benchmark_adbench.py --seeds 0 1 2 --out /tmp/adbench.csv
+    python pipelines/benchmark_adbench.py --detectors default iforest --datasets 14_glass
+    python pipelines/benchmark_adbench.py --report-only --out /tmp/adbench.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "adbench"
+MAX_ROWS = 30_000
+FIELDS = ["dataset", "detector", "seed", "auroc", "ap", "fit_s", "score_s"]
+
+
+# --------------------------------------------------------------- detectors
+# Each factory takes a seed and returns (fit(X) -> None, anomaly_score(X) -> higher = anomalous).
+def _aepipe(make):
+    def factory(seed):
+        model = make(seed)
+        return (lambda X: model.fit(X)), (lambda X: -model.score_samples(X))
+    return factory
+
+
+def _default(seed):
+    from aepipe import make_default_detector
+
+    return make_default_detector(random_state=seed)
+
+
+def _variant(name):
+    def make(seed):
+        import aepipe
+
+        return getattr(aepipe, name)(random_state=seed)
+    return make
+
+
+def _pca(seed):
+    from aepipe import PCADetector
+
+    return PCADetector(random_state=seed)
+
+
+def _iforest(seed):
+    from sklearn.ensemble import IsolationForest
+
+    return IsolationForest(random_state=seed)
+
+
+def _pyod(name):
+    def factory(seed):
+        if name == "AutoEncoder":
+            from pyod.models.auto_encoder import AutoEncoder as Model
+        else:
+            from pyod.models.vae import VAE as Model
+        model = Model(random_state=seed, verbose=0)  # PyOD defaults otherwise
+        return (lambda X: model.fit(X)), (lambda X: model.decision_function(X))
+    return factory
+
+
+DETECTORS = {
+    "default": _aepipe(_default),
+    "ae": _aepipe(_variant("Autoencoder")),
+    "dae": _aepipe(_variant("DenoisingAutoencoder")),
+    "sparse_ae": _aepipe(_variant("SparseAutoencoder")),
+    "cae": _aepipe(_variant("ContractiveAutoencoder")),
+    "vae": _aepipe(_variant("VariationalAutoencoder")),
+    "pca": _aepipe(_pca),
+    "iforest": _aepipe(_iforest),
+    "pyod_ae": _pyod("AutoEncoder"),
+    "pyod_vae": _pyod("VAE"),
+}
+
+
+# --------------------------------------------------------------- protocol
+def split(X, y, seed):
+    """ADBench's split: stratified cap at 30,000 rows, then stratified 70/30."""
+    from sklearn.model_selection import train_test_split
+
+    if len(X) > MAX_ROWS:
+        X, _, y, _ = train_test_split(X, y, train_size=MAX_ROWS, stratify=y, random_state=seed)
+    return train_test_split(X, y, test_size=0.3, stratify=y, random_state=seed)
+
+
+def run_one(name, X_train, X_test, y_test, seed):
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    fit, score = DETECTORS[name](seed)
+    start = time.perf_counter()
+    fit(X_train)
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    scores = np.asarray(score(X_test), dtype=np.float64)
+    score_s = time.perf_counter() - start
+    scores = np.nan_to_num(scores, nan=0.0, posinf=np.finfo(np.float64).max)
+    return dict(auroc=roc_auc_score(y_test, scores), ap=average_precision_score(y_test, scores),
+                fit_s=fit_s, score_s=score_s)
+
+
+def read_rows(path):
+    if not path or not os.path.exists(path):
+        return []
+    with open(path, newline="") as handle:
+        return [
+            {**row, "seed": int(row["seed"]),
+             **{k: float(row[k]) for k in ("auroc", "ap", "fit_s", "score_s")}}
+            for row in csv.DictReader(handle)
+        ]
+
+
+def append_row(path, row):
+    new = not os.path.exists(path)
+    with open(path, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerow({k: row[k] for k in FIELDS})
+
+
+# --------------------------------------------------------------- tables
+def report(rows, detectors, datasets):
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        print("No results.")
+        return
+    frame = frame[frame.detector.isin(detectors) & frame.dataset.isin(datasets)]
+    per = frame.groupby(["dataset", "detector"])[["auroc", "ap", "fit_s", "score_s"]].mean()
+    auroc = per["auroc"].unstack("detector").reindex(columns=[d for d in detectors
+                                                              if d in set(frame.detector)])
+    complete = auroc.dropna()
+    if len(complete) < len(auroc):
+        print(f"({len(auroc) - len(complete)} dataset(s) lack some detector; the mean table "
+              "uses the datasets every detector finished.)")
+    pd.set_option("display.width", 200)
+    pd.set_option("display.max_columns", 30)
+    print("\nROC-AUC per dataset (mean over seeds)")
+    print(auroc.round(3).to_string())
+    ap = per["ap"].unstack("detector").reindex(index=complete.index, columns=complete.columns)
+    fit = per["fit_s"].unstack("detector").reindex(index=complete.index, columns=complete.columns)
+    ranks = complete.rank(axis=1, ascending=False)
+    summary = pd.DataFrame({
+        "mean_auroc": complete.mean(),
+        "mean_ap": ap.mean(),
+        "mean_rank": ranks.mean(),
+        "total_fit_s": fit.sum(),
+        "n_seeds": frame.groupby("detector").seed.nunique(),
+    }).reindex(complete.columns).sort_values("mean_rank")
+    print(f"\nMean over {len(complete)} datasets (fit time: sum over datasets of the "
+          "mean over seeds)")
+    print(summary.round(4).to_string())
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", default=str(DEFAULT_DATA))
+    parser.add_argument("--out", default=None, help="CSV to append to (resumable)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--detectors", nargs="+", default=list(DETECTORS),
+                        choices=list(DETECTORS))
+    parser.add_argument("--datasets", nargs="+", default=None,
+                        help="dataset names (file stems) to run; default: all")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads for every detector (default 1)")
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args(argv)
+
+    data_dir = Path(args.data_dir)
+    files = sorted(data_dir.glob("*.npz")) if data_dir.is_dir() else []
+    if not files:
+        print(f"No ADBench data in {data_dir}; skipping the benchmark.")
+        return 0
+    if args.datasets:
+        files = [f for f in files if f.stem in set(args.datasets)]
+    names = [f.stem for f in files]
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    rows = read_rows(args.out)
+    done = {(r["dataset"], r["detector"], r["seed"]) for r in rows}
+    if not args.report_only:
+        for path in files:
+            data = np.load(path)
+            X, y = data["X"].astype(np.float64), data["y"].astype(int)
+            for seed in args.seeds:
+                X_train, X_test, _, y_test = split(X, y, seed)
+                for name in args.detectors:
+                    if (path.stem, name, seed) in done:
+                        continue
+                    result = run_one(name, X_train, X_test, y_test, seed)
+                    row = dict(dataset=path.stem, detector=name, seed=seed, **result)
+                    rows.append(row)
+                    if args.out:
+                        append_row(args.out, row)
+                    print(f"{path.stem:>18} {name:>10} seed={seed} auroc={row['auroc']:.3f} "
+                          f"ap={row['ap']:.3f} fit={row['fit_s']:.1f}s", flush=True)
+    report(rows, args.detectors, names)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
