@@ -1,0 +1,33 @@
+"""Sensor streams: windowed detectors with per-timestamp scores, channel contributions
+and denoised signals.
+
+Windowing, the window-to-point rules and the gap policy are documented in
+:mod:`aepipe.sensor._windows` and summarised here:
+
+- windows of ``width`` rows slide by ``stride`` (scoring slides by one);
+- ``point_rule``: a timestamp's score is the mean (default) or max of the
+  scores of the windows covering it, or the score of the window ending at it;
+- ``gap_policy``: steps longer than ``max_gap_factor`` median steps split the
+  stream into segments (default), raise, or are ignored by explicit choice;
+  unsorted or duplicated timestamps always raise.
+"""
+
+from ._base import BaseWindowedDetector
+from ._default import make_default_sensor_detector
+from ._neural import WindowedAutoencoder, WindowedConvAutoencoder
+from ._pca import WindowedPCA
+from ._plot import plot_contributions
+from ._windows import find_segments, sliding_windows, window_starts, windows_to_points
+
+__all__ = [
+    "BaseWindowedDetector",
+    "WindowedAutoencoder",
+    "WindowedConvAutoencoder",
+    "WindowedPCA",
+    "find_segments",
+    "make_default_sensor_detector",
+    "plot_contributions",
+    "sliding_windows",
+    "window_starts",
+    "windows_to_points",
+]

@@ -1,0 +1,242 @@
+"""Shared base of the windowed detectors: input handling, windows, point scores, threshold."""
+
+from __future__ import annotations
+
+import logging
+from numbers import Integral, Real
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
+from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from .._compat import HasMethods, Interval, StrOptions, validate_data
+from ..exceptions import DataValidationError
+from ..thresholds import make_threshold
+from ..thresholds._thresholds import _NAMED as _THRESHOLD_NAMES
+from ._windows import (
+    GAP_POLICIES,
+    POINT_RULES,
+    find_segments,
+    positions_to_points,
+    sliding_windows,
+    window_starts,
+    windows_to_points,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class _Prepared:
+    """A validated stream: standardised values and its gap-free segments."""
+
+    def __init__(self, values, segments, index):
+        self.values = values
+        self.segments = segments
+        self.index = index
+
+
+class BaseWindowedDetector(OutlierMixin, BaseEstimator):
+    """Base class for windowed detectors (not for direct use).
+
+    Subclasses implement, on standardised windows ``W`` of shape
+    ``(n_windows, width, n_channels)``:
+
+    - ``_fit_windows(W)``: learn the model;
+    - ``_window_contributions(W)``: each channel's additive share of the
+      window's anomaly score, ``(n_windows, n_channels)``;
+    - ``_window_reconstruction(W)`` (optional): the model's reconstruction,
+      same shape as ``W``.
+    """
+
+    _parameter_constraints: dict = {
+        "width": [Interval(Integral, 1, None, closed="left")],
+        "stride": [Interval(Integral, 1, None, closed="left")],
+        "point_rule": [StrOptions(set(POINT_RULES))],
+        "time_column": [str, None],
+        "gap_policy": [StrOptions(set(GAP_POLICIES))],
+        "max_gap_factor": [Interval(Real, 1, None, closed="neither")],
+        "threshold": [StrOptions(set(_THRESHOLD_NAMES)), HasMethods(["fit", "predict"])],
+        "standardize": ["boolean"],
+    }
+
+    # ------------------------------------------------------------ input
+    def _split_time(self, X):
+        if isinstance(X, pd.DataFrame):
+            if self.time_column is not None:
+                if self.time_column not in X.columns:
+                    raise DataValidationError(
+                        f"time_column={self.time_column!r} is not a column of X; columns are "
+                        f"{list(X.columns)[:10]}."
+                    )
+                times = pd.to_datetime(X[self.time_column]).to_numpy() if not (
+                    pd.api.types.is_numeric_dtype(X[self.time_column])
+                ) else X[self.time_column].to_numpy()
+                return X.drop(columns=[self.time_column]), times
+            if isinstance(X.index, pd.DatetimeIndex):
+                return X, X.index.to_numpy()
+            return X, None
+        if self.time_column is not None:
+            raise DataValidationError(
+                f"time_column={self.time_column!r} needs a DataFrame, got {type(X).__name__}."
+            )
+        return X, None
+
+    def _prepare(self, X, *, reset: bool) -> _Prepared:
+        data, times = self._split_time(X)
+        values = validate_data(self, data, reset=reset, dtype=np.float64, ensure_min_samples=1)
+        segments = find_segments(times, gap_policy=self.gap_policy,
+                                 max_gap_factor=self.max_gap_factor)
+        if segments is None:
+            segments = [(0, len(values))]
+        for start, stop in segments:
+            if stop - start < self.width:
+                raise DataValidationError(
+                    f"Rows {start}..{stop - 1} form a gap-free segment of {stop - start} rows, "
+                    f"shorter than width={self.width}. Use a smaller width, resample the data, "
+                    "or gap_policy='ignore' to treat the rows as regularly sampled."
+                )
+        if reset:
+            if self.standardize:
+                self.mean_ = values.mean(axis=0)
+                scale = values.std(axis=0)
+                # A channel constant in training keeps its units instead of exploding.
+                self.scale_ = np.where(scale > 1e-12 * np.maximum(np.abs(self.mean_), 1.0),
+                                       scale, 1.0)
+            else:
+                self.mean_ = np.zeros(values.shape[1])
+                self.scale_ = np.ones(values.shape[1])
+        index = X.index if isinstance(X, pd.DataFrame) else None
+        return _Prepared((values - self.mean_) / self.scale_, segments, index)
+
+    def _segment_windows(self, prepared: _Prepared, stride: int):
+        for start, stop in prepared.segments:
+            starts = window_starts(stop - start, self.width, stride)
+            yield start, stop, starts, sliding_windows(prepared.values[start:stop], self.width,
+                                                       stride)
+
+    def _channel_names(self) -> list:
+        names = getattr(self, "feature_names_in_", None)
+        if names is not None:
+            return list(names)
+        return [f"x{j}" for j in range(self.n_features_in_)]
+
+    # ------------------------------------------------------------ fit
+    def _fit_stream(self, X, y=None):
+        prepared = self._prepare(X, reset=True)
+        windows = np.concatenate(
+            [w for *_, w in self._segment_windows(prepared, self.stride)]
+        )
+        logger.info("%s: fitting on %d windows of %d x %d.", type(self).__name__, len(windows),
+                    self.width, self.n_features_in_)
+        self._fit_windows(windows)
+        self._fit_threshold(self._point_contributions(prepared).sum(axis=1), y)
+        return self
+
+    def _fit_threshold(self, train_scores, y):
+        self.threshold_object_ = make_threshold(self.threshold)
+        if y is not None:
+            y = np.asarray(y).ravel()
+        self.threshold_object_.fit(train_scores, y)
+        self.threshold_ = float(self.threshold_object_.threshold_)
+        self.offset_ = -self.threshold_
+
+    # ------------------------------------------------------------ scores
+    def _point_contributions(self, prepared: _Prepared) -> np.ndarray:
+        """Per-row, per-channel contributions, (n_rows, n_channels)."""
+        out = np.empty_like(prepared.values)
+        # Scoring always uses stride 1 so every row gets its own windows.
+        for start, stop, starts, windows in self._segment_windows(prepared, 1):
+            out[start:stop] = windows_to_points(
+                self._window_contributions(windows), starts, self.width, stop - start,
+                self.point_rule,
+            )
+        return out
+
+    def feature_scores(self, X: ArrayLike) -> pd.DataFrame:
+        """Each channel's contribution to each timestamp's anomaly score.
+
+        Rows sum to :meth:`anomaly_score`; a channel with a large share is
+        the sensor that is off.
+
+        Returns
+        -------
+        contributions : DataFrame of shape (n_samples, n_channels)
+            Indexed like ``X`` when ``X`` is a DataFrame.
+        """
+        check_is_fitted(self)
+        prepared = self._prepare(X, reset=False)
+        return pd.DataFrame(self._point_contributions(prepared), index=prepared.index,
+                            columns=self._channel_names())
+
+    def anomaly_score(self, X: ArrayLike) -> np.ndarray:
+        """One anomaly score per timestamp (higher = more anomalous).
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        return self._point_contributions(self._prepare(X, reset=False)).sum(axis=1)
+
+    def score_samples(self, X: ArrayLike) -> np.ndarray:
+        """One score per timestamp, higher = more normal (``-anomaly_score``).
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+        """
+        return -self.anomaly_score(X)
+
+    def decision_function(self, X: ArrayLike) -> np.ndarray:
+        """``score_samples(X) - offset_`` (= ``threshold_ - anomaly_score``): negative = alarm.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+        """
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X: ArrayLike) -> np.ndarray:
+        """-1 for anomalous timestamps (score above ``threshold_``), +1 otherwise.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        return np.where(self.decision_function(X) < 0, -1, 1)
+
+    def reconstruct(self, X: ArrayLike):
+        """The model's reconstruction of every timestamp, in X's units (a denoised signal).
+
+        Each row is the mean, over the windows covering it, of that window's
+        reconstruction at the row's position.
+
+        Returns
+        -------
+        X_reconstructed : ndarray of shape (n_samples, n_channels), or a DataFrame
+            with X's index and channel columns when X is a DataFrame.
+        """
+        check_is_fitted(self)
+        prepared = self._prepare(X, reset=False)
+        out = np.empty_like(prepared.values)
+        for start, stop, starts, windows in self._segment_windows(prepared, 1):
+            out[start:stop] = positions_to_points(
+                self._window_reconstruction(windows), starts, stop - start
+            )
+        out = out * self.scale_ + self.mean_
+        if prepared.index is not None:
+            return pd.DataFrame(out, index=prepared.index, columns=self._channel_names())
+        return out
+
+    def plot_contributions(self, X: ArrayLike, **kwargs):
+        """Plot per-channel contributions over time; see :func:`plot_contributions`."""
+        from ._plot import plot_contributions
+
+        return plot_contributions(self, X, **kwargs)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags

@@ -1,0 +1,367 @@
+"""Windowed autoencoders (MLP on flattened windows, 1-D convolutional) on skorch nets."""
+
+from __future__ import annotations
+
+import logging
+from numbers import Integral, Real
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from .._compat import Interval, StrOptions, _fit_context
+from .._random import resolve_seed, torch_seeded
+from ._base import BaseWindowedDetector
+
+logger = logging.getLogger(__name__)
+
+_SCORING_BATCH = 4096
+
+
+class _WindowedNeuralDetector(BaseWindowedDetector):
+    """Training, ensembling and scoring shared by the windowed autoencoders."""
+
+    _parameter_constraints: dict = {
+        **BaseWindowedDetector._parameter_constraints,
+        "latent_dim": [Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions({"relu", "leaky_relu", "elu", "gelu", "silu", "tanh"})],
+        "noise_level": [Interval(Real, 0, None, closed="left")],
+        "variational": ["boolean"],
+        "beta": [Interval(Real, 0, None, closed="left")],
+        "n_models": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "patience": [Interval(Integral, 1, None, closed="left")],
+        "device": [str],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    # ------------------------------------------------------------ fit
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X: ArrayLike, y=None):
+        """Fit the model on a normal stream, then the threshold on its training scores.
+
+        Parameters
+        ----------
+        X : DataFrame (DatetimeIndex or ``time_column``) or array of shape (n_samples, n_channels)
+            Time-ordered rows.
+        y : array-like of shape (n_samples,) or None
+            Per-timestamp labels (1 = anomaly); used only by
+            ``threshold="best_f1"``.
+
+        Returns
+        -------
+        self : object
+        """
+        if self.noise_level > 0 and self.variational:
+            raise ValueError(
+                f"noise_level={self.noise_level} with variational=True is not supported; "
+                "choose a denoising (noise_level > 0) or a variational autoencoder."
+            )
+        return self._fit_stream(X, y)
+
+    def _net_class(self):
+        from .. import nets
+
+        if self.variational:
+            return nets.VariationalNet, {"beta": self.beta}
+        if self.noise_level > 0:
+            return nets.DenoisingNet, {"corruption": "gaussian", "noise_level": self.noise_level}
+        return nets.AutoencoderNet, {}
+
+    def _make_net(self, n_channels: int, n_train: int, valid):
+        import torch
+        from skorch.callbacks import EarlyStopping
+        from skorch.helper import predefined_split
+
+        module, module_kwargs = self._module(n_channels)
+        net_class, net_kwargs = self._net_class()
+        callbacks = []
+        if valid is not None:
+            callbacks.append(("early_stopping", EarlyStopping(
+                monitor="valid_loss", patience=self.patience, threshold=1e-4,
+                threshold_mode="rel", load_best=True, sink=logger.info,
+            )))
+        extra = {"callbacks__print_log__sink": logger.info} if self.verbose else {
+            "callbacks__print_log": None}
+        return net_class(
+            module,
+            **{f"module__{k}": v for k, v in module_kwargs.items()},
+            module__variational=self.variational,
+            optimizer=torch.optim.Adam,
+            lr=self.learning_rate,
+            optimizer__weight_decay=self.weight_decay,
+            batch_size=min(self.batch_size, max(n_train, 1)),
+            max_epochs=self.max_epochs,
+            train_split=predefined_split(valid) if valid is not None else None,
+            callbacks=callbacks,
+            device=self.device_,
+            verbose=self.verbose,
+            **extra,
+            **net_kwargs,
+        )
+
+    def _fit_windows(self, windows: np.ndarray) -> None:
+        import torch
+
+        from ..estimators._autoencoders import resolve_device
+        from ..nets import TensorDataset
+
+        self.device_ = resolve_device(self.device)
+        n_windows, width, n_channels = windows.shape
+        flat = torch.from_numpy(windows.reshape(n_windows, -1).astype(np.float32))
+        n_valid = int(round(self.validation_fraction * n_windows)) if self.early_stopping else 0
+        if self.early_stopping and n_valid < 2:
+            logger.info("Early stopping skipped: %d windows are too few for a validation split.",
+                        n_windows)
+            n_valid = 0
+        # The validation windows are the *last* ones in time: overlapping windows make a
+        # random split leak almost every validation window into training.
+        train, valid = flat[: n_windows - n_valid], flat[n_windows - n_valid:]
+        train = train.to(self.device_)
+        valid = TensorDataset(valid.to(self.device_)) if n_valid else None
+        seed = resolve_seed(self.random_state)
+        self.nets_ = []
+        for k in range(self.n_models):
+            with torch_seeded((seed + 7919 * k) % (2**31 - 1), self.device_):
+                net = self._make_net(n_channels, len(train), valid)
+                net.fit(TensorDataset(train), y=None)
+            net.train_split = None
+            self.nets_.append(net)
+        self.net_ = self.nets_[0]
+
+    # ------------------------------------------------------------ inference
+    def _window_reconstruction(self, windows: np.ndarray) -> np.ndarray:
+        import torch
+
+        flat = windows.reshape(len(windows), -1).astype(np.float32)
+        total = np.zeros(flat.shape, dtype=np.float64)
+        for net in self.nets_:
+            module = net.module_
+            was_training = module.training
+            module.eval()
+            try:
+                with torch.inference_mode():
+                    for start in range(0, len(flat), _SCORING_BATCH):
+                        batch = torch.from_numpy(flat[start:start + _SCORING_BATCH]).to(
+                            self.device_)
+                        mean = module.head.mean(module(batch).params)
+                        total[start:start + len(batch)] += mean.cpu().numpy()
+            finally:
+                module.train(was_training)
+        return (total / len(self.nets_)).reshape(windows.shape)
+
+    def _window_contributions(self, windows: np.ndarray) -> np.ndarray:
+        # Mean squared error over the window's steps, per channel (standardised units).
+        return ((windows - self._window_reconstruction(windows)) ** 2).mean(axis=1)
+
+
+_COMMON_DOC = """
+    width : int, default=32
+        Window length in time steps.
+    stride : int, default=1
+        Step between training windows (scoring always slides by one step).
+    point_rule : {"mean", "max", "last"}, default="mean"
+        How window scores become one score per timestamp (see
+        :mod:`aepipe.sensor`): the mean or max over the windows covering it,
+        or the window ending at it (causal).
+    latent_dim : int, default=8
+    activation : str, default="relu"
+    noise_level : float, default=0.0
+        > 0 trains a denoising autoencoder: Gaussian noise of this standard
+        deviation (standardised units) is added to training windows.
+    variational : bool, default=False
+        A variational autoencoder (scored at the posterior mean).
+    beta : float, default=1.0
+        KL weight when ``variational``.
+    n_models : int, default=1
+        Ensemble size: nets with different seeds whose reconstructions are
+        averaged (steadier scores, ``n_models`` times the training cost).
+    learning_rate : float, default=1e-3
+    weight_decay : float, default=0.0
+    batch_size : int, default=64
+    max_epochs : int, default=100
+    early_stopping : bool, default=True
+        Stops on the loss of the *last* ``validation_fraction`` of the
+        training windows (a time-ordered split, since overlapping windows leak).
+    validation_fraction : float, default=0.2
+    patience : int, default=10
+    threshold : str or threshold object, default="control_chart"
+        Alarm threshold fitted on the training point scores: a name from
+        :func:`aepipe.thresholds.make_threshold` or an instance (cloned).
+    standardize : bool, default=True
+        Centre and scale each channel with training statistics.
+    time_column : str or None, default=None
+        Column holding the timestamps; otherwise a DatetimeIndex is used,
+        and rows without either are taken as regularly sampled.
+    gap_policy : {"split", "raise", "ignore"}, default="split"
+    max_gap_factor : float, default=3.0
+        A step longer than this many median steps is a gap.
+    device : str, default="cpu"
+    random_state : int, RandomState or None, default=None
+    verbose : int, default=0
+
+    Attributes
+    ----------
+    nets_ : list of skorch.NeuralNet
+        The trained nets (``net_`` is the first).
+    threshold_ : float
+        Alarm threshold on :meth:`anomaly_score`; ``offset_ = -threshold_``.
+    threshold_object_ : BaseThreshold
+        The fitted threshold.
+    mean_, scale_ : ndarray of shape (n_channels,)
+        Training statistics used to standardise.
+    n_features_in_, feature_names_in_
+"""
+
+
+class WindowedAutoencoder(_WindowedNeuralDetector):
+    __doc__ = """MLP autoencoder on flattened sliding windows of a multichannel stream.
+
+    A window's anomaly score is its mean squared reconstruction error
+    (standardised units) summed over channels; timestamps get one score by
+    ``point_rule``, and :meth:`feature_scores` splits it by channel.
+
+    Parameters
+    ----------
+    hidden_sizes : tuple of int or "auto", default="auto"
+        ``"auto"``: one layer of ``clip(width * n_channels // 4, 16, 256)``.""" + _COMMON_DOC + """
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from aepipe.sensor import WindowedAutoencoder
+    >>> t = np.arange(300)
+    >>> X = np.c_[np.sin(t / 5), np.cos(t / 5)]
+    >>> det = WindowedAutoencoder(width=10, max_epochs=3, random_state=0).fit(X)
+    >>> det.score_samples(X).shape, det.feature_scores(X).shape
+    ((300,), (300, 2))
+    """
+
+    _parameter_constraints: dict = {
+        **_WindowedNeuralDetector._parameter_constraints,
+        "hidden_sizes": [StrOptions({"auto"}), tuple, list],
+    }
+
+    def __init__(self, width=32, *, stride=1, point_rule="mean", hidden_sizes="auto",
+                 latent_dim=8, activation="relu", noise_level=0.0, variational=False, beta=1.0,
+                 n_models=1, learning_rate=1e-3, weight_decay=0.0, batch_size=64,
+                 max_epochs=100, early_stopping=True, validation_fraction=0.2, patience=10,
+                 threshold="control_chart", standardize=True, time_column=None,
+                 gap_policy="split", max_gap_factor=3.0, device="cpu", random_state=None,
+                 verbose=0):
+        self.width = width
+        self.stride = stride
+        self.point_rule = point_rule
+        self.hidden_sizes = hidden_sizes
+        self.latent_dim = latent_dim
+        self.activation = activation
+        self.noise_level = noise_level
+        self.variational = variational
+        self.beta = beta
+        self.n_models = n_models
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.threshold = threshold
+        self.standardize = standardize
+        self.time_column = time_column
+        self.gap_policy = gap_policy
+        self.max_gap_factor = max_gap_factor
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _module(self, n_channels):
+        from ..nn import AutoencoderModule
+
+        n_inputs = self.width * n_channels
+        if self.hidden_sizes == "auto":
+            hidden = (int(np.clip(n_inputs // 4, 16, 256)),)
+        else:
+            hidden = tuple(int(h) for h in self.hidden_sizes)
+        self.hidden_sizes_ = hidden
+        return AutoencoderModule, {
+            "widths": [("gaussian", 1)] * n_inputs, "hidden_sizes": hidden,
+            "latent_dim": self.latent_dim, "activation": self.activation,
+        }
+
+
+class WindowedConvAutoencoder(_WindowedNeuralDetector):
+    __doc__ = """1-D convolutional autoencoder on sliding windows of a multichannel stream.
+
+    Strided Conv1d layers over time (channels as input channels) encode a
+    window to a dense code; upsampling convolutions decode it
+    (:class:`aepipe.nn.ConvAutoencoderModule`). Scores as in
+    :class:`WindowedAutoencoder`.
+
+    Parameters
+    ----------
+    hidden_channels : tuple of int, default=(32, 16)
+    kernel_size : int, default=5""" + _COMMON_DOC + """
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from aepipe.sensor import WindowedConvAutoencoder
+    >>> t = np.arange(300)
+    >>> X = np.c_[np.sin(t / 5), np.cos(t / 5)]
+    >>> det = WindowedConvAutoencoder(width=16, max_epochs=3, random_state=0).fit(X)
+    >>> det.predict(X).shape
+    (300,)
+    """
+
+    _parameter_constraints: dict = {
+        **_WindowedNeuralDetector._parameter_constraints,
+        "hidden_channels": [tuple, list],
+        "kernel_size": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(self, width=32, *, stride=1, point_rule="mean", hidden_channels=(32, 16),
+                 kernel_size=5, latent_dim=8, activation="relu", noise_level=0.0,
+                 variational=False, beta=1.0, n_models=1, learning_rate=1e-3, weight_decay=0.0,
+                 batch_size=64, max_epochs=100, early_stopping=True, validation_fraction=0.2,
+                 patience=10, threshold="control_chart", standardize=True, time_column=None,
+                 gap_policy="split", max_gap_factor=3.0, device="cpu", random_state=None,
+                 verbose=0):
+        self.width = width
+        self.stride = stride
+        self.point_rule = point_rule
+        self.hidden_channels = hidden_channels
+        self.kernel_size = kernel_size
+        self.latent_dim = latent_dim
+        self.activation = activation
+        self.noise_level = noise_level
+        self.variational = variational
+        self.beta = beta
+        self.n_models = n_models
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.threshold = threshold
+        self.standardize = standardize
+        self.time_column = time_column
+        self.gap_policy = gap_policy
+        self.max_gap_factor = max_gap_factor
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _module(self, n_channels):
+        from ..nn._conv import ConvAutoencoderModule
+
+        return ConvAutoencoderModule, {
+            "n_channels": n_channels, "width": self.width,
+            "hidden_channels": tuple(self.hidden_channels), "kernel_size": self.kernel_size,
+            "latent_dim": self.latent_dim, "activation": self.activation,
+        }
