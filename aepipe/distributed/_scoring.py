@@ -1,0 +1,385 @@
+"""Partitioned scoring: a fitted model over a Dask DataFrame, and file to file on a cluster."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._cluster import _check_torch_threads, _require_distributed, torch_threads_on
+
+_logger = logging.getLogger(__name__)
+
+_LOCAL_SCHEDULERS = ("threads", "processes", "synchronous", "sync", "single-threaded")
+
+
+# ---------------------------------------------------------------- scorers
+class _ModelScorer:
+    """``score_frame`` of a fitted detector or pipeline (picklable, shipped to workers)."""
+
+    def __init__(self, model, top_k: int):
+        self.model = model
+        self.top_k = top_k
+
+    def __call__(self, frame: pd.DataFrame) -> pd.DataFrame:
+        from ..scoring import score_frame
+
+        return score_frame(self.model, frame, top_k=self.top_k)
+
+
+class _PyfuncScorer:
+    """An MLflow pyfunc model whose ``predict`` returns the ``score_frame`` table."""
+
+    def __init__(self, pyfunc_model):
+        self.pyfunc_model = pyfunc_model
+
+    def __call__(self, frame: pd.DataFrame) -> pd.DataFrame:
+        out = self.pyfunc_model.predict(frame)
+        if not isinstance(out, pd.DataFrame):
+            out = pd.DataFrame(out)
+        out.index = frame.index
+        return out
+
+
+_LOADED: dict = {}
+
+
+class _UriScorer:
+    """Loads an MLflow model on the worker itself, once per worker process."""
+
+    def __init__(self, model_uri: str, tracking_uri: str, top_k: int):
+        self.model_uri = model_uri
+        self.tracking_uri = tracking_uri
+        self.top_k = top_k
+
+    def __call__(self, frame: pd.DataFrame) -> pd.DataFrame:
+        key = (self.model_uri, self.tracking_uri, self.top_k)
+        if key not in _LOADED:
+            _LOADED[key] = _PyfuncScorer(
+                _load_pyfunc(self.model_uri, self.tracking_uri, self.top_k)
+            )
+        return _LOADED[key](frame)
+
+
+def _load_pyfunc(model_uri: str, tracking_uri: str | None, top_k: int):
+    from ..tracking import load_model
+
+    pyfunc_model = load_model(model_uri, tracking_uri=tracking_uri)
+    # aepipe's AnomalyModel takes top_k at construction; this copy is ours to adjust.
+    python_model = pyfunc_model.unwrap_python_model()
+    if hasattr(python_model, "top_k"):
+        python_model.top_k = top_k
+    return pyfunc_model
+
+
+def _scorer_for(model, top_k: int, tracking_uri: str | None = None):
+    """A picklable callable ``frame -> score table`` for a model or an MLflow model URI."""
+    if isinstance(model, (str, os.PathLike)):
+        from ..tracking import resolve_tracking_uri
+
+        model_uri = os.fspath(model)
+        # Absolute, so workers with another working directory find the same store.
+        tracking_uri = resolve_tracking_uri(tracking_uri)
+        pyfunc_model = _load_pyfunc(model_uri, tracking_uri, top_k)
+        try:
+            import cloudpickle
+
+            cloudpickle.dumps(pyfunc_model)
+        except Exception:  # not shippable: every worker loads it from the store instead
+            _logger.info("Model %s cannot be pickled; workers load it themselves", model_uri)
+            return _UriScorer(model_uri, tracking_uri, top_k)
+        return _PyfuncScorer(pyfunc_model)
+    if not (hasattr(model, "score_samples") and hasattr(model, "predict")):
+        raise TypeError(
+            f"model={type(model).__name__} must be a fitted outlier detector (or a Pipeline "
+            "ending in one) with score_samples and predict, or an MLflow model URI."
+        )
+    return _ModelScorer(model, top_k)
+
+
+# ---------------------------------------------------------------- partitions
+def _score_partition(part: pd.DataFrame, scorer, dtypes: dict, id_column) -> pd.DataFrame:
+    if len(part) == 0:  # detectors reject empty tables; an empty partition scores to nothing
+        out = pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in dtypes.items()})
+        out.index = part.index
+        return out
+    scores = _score_partition_raw(scorer, part, id_column)
+    # Every partition carries the meta's dtypes (e.g. a partition with no
+    # anomaly must still give a bool column), so concatenation is exact.
+    return scores.astype(dtypes)
+
+
+def _infer_meta(scorer, ddf, id_column) -> pd.DataFrame:
+    """The empty output frame, from scoring a synthetic row, else the first real rows."""
+    from dask.dataframe.utils import meta_nonempty
+
+    try:
+        sample = meta_nonempty(ddf._meta)
+        out = _score_partition_raw(scorer, sample, id_column)
+    except Exception:  # e.g. a categorical model rejects the synthetic 'foo' category
+        _logger.debug("Synthetic meta row rejected; computing the first rows", exc_info=True)
+        sample = ddf.head(2, npartitions=1)
+        if len(sample) == 0:
+            raise ValueError(
+                "Could not infer the output columns: the first partition is empty and the "
+                "model rejects synthetic rows; pass meta= explicitly."
+            ) from None
+        out = _score_partition_raw(scorer, sample, id_column)
+    return out.iloc[:0]
+
+
+def _score_partition_raw(scorer, part, id_column):
+    features = part.drop(columns=[id_column]) if id_column is not None else part
+    scores = scorer(features)
+    if id_column is not None:
+        scores.insert(0, id_column, part[id_column].to_numpy())
+    return scores
+
+
+def _check_id_column(ddf, id_column) -> None:
+    if id_column is not None and id_column not in ddf.columns:
+        raise ValueError(
+            f"id_column={id_column!r} is not a column of the data; columns are "
+            f"{list(ddf.columns)[:20]}."
+        )
+
+
+def score_dask(model, ddf, *, top_k: int = 3, id_column: str | None = None, meta=None,
+               tracking_uri: str | None = None):
+    """Score a Dask DataFrame partition by partition (lazy).
+
+    Each partition is scored with :func:`aepipe.scoring.score_frame` (or the
+    MLflow model's ``predict``, which returns the same table). Rows keep
+    their partition, position and index, so the result lines up with
+    ``ddf`` and equals scoring the whole table in memory.
+
+    Parameters
+    ----------
+    model : fitted detector, Pipeline ending in one, or str
+        A fitted model (shipped to the workers once, as one task), or an
+        MLflow model URI (``runs:/<id>/model``, ``models:/name/1``, a path),
+        loaded here with :func:`aepipe.tracking.load_model`.
+    ddf : dask.dataframe.DataFrame of shape (n_samples, n_features)
+        The model's input columns (plus ``id_column`` if given).
+    top_k : int, default=3
+        Number of top contributing columns per record.
+    id_column : str, default=None
+        A column passed through unscored, first in the output.
+    meta : DataFrame, default=None
+        The empty output frame. Default: inferred by scoring one synthetic
+        row, or the first rows of ``ddf`` when the model rejects it.
+    tracking_uri : str, default=None
+        MLflow store that resolves a ``runs:/`` or ``models:/`` ``model``
+        (see :func:`aepipe.tracking.resolve_tracking_uri`).
+
+    Returns
+    -------
+    scores : dask.dataframe.DataFrame
+        Columns ``[id_column,] anomaly_score, is_anomaly, top1_column,
+        top1_score, ...``; the partitions and index of ``ddf``.
+
+    Examples
+    --------
+    >>> import dask.dataframe as dd                                   # doctest: +SKIP
+    >>> scores = score_dask(pipeline, dd.read_parquet("records/"))    # doctest: +SKIP
+    >>> scores.nlargest(10, "anomaly_score").compute()                # doctest: +SKIP
+    """
+    _require_distributed()
+    import dask
+
+    _check_id_column(ddf, id_column)
+    scorer = _scorer_for(model, top_k, tracking_uri)
+    if meta is None:
+        meta = _infer_meta(scorer, ddf, id_column)
+    dtypes = {name: dtype for name, dtype in meta.dtypes.items()}
+    # One graph node holds the model, so it is sent to each worker once
+    # rather than embedded in every partition's task.
+    shipped = dask.delayed(scorer, pure=True, traverse=False)
+    return ddf.map_partitions(
+        _score_partition, shipped, dtypes, id_column, meta=meta, align_dataframes=False
+    )
+
+
+# ---------------------------------------------------------------- files
+def _is_parquet(path: str) -> bool:
+    lowered = path.lower().rstrip("/")
+    return lowered.endswith((".parquet", ".pq")) or os.path.isdir(path)
+
+
+def _read(data_path: str, blocksize):
+    import dask.dataframe as dd
+
+    lowered = data_path.lower()
+    if _is_parquet(data_path):
+        return dd.read_parquet(data_path)
+    if lowered.endswith((".csv", ".csv.gz", ".tsv", ".txt")) or "*" in data_path:
+        compressed = lowered.endswith(".gz")
+        sep = "\t" if lowered.endswith(".tsv") else ","
+        # gzip cannot be split: one partition per file.
+        return dd.read_csv(data_path, sep=sep, blocksize=None if compressed else blocksize)
+    raise ValueError(
+        f"data_path={data_path!r} must be a CSV file (.csv, .csv.gz, .tsv), a Parquet file "
+        "or directory (.parquet), or a glob of them."
+    )
+
+
+def _write_and_count(scores, tmp_path: str, parquet: bool):
+    """Lazy writes of ``scores`` to ``tmp_path``, and the lazy row count.
+
+    Both come from one graph, so each partition is scored once.
+    """
+    if parquet:
+        write = scores.to_parquet(
+            tmp_path, write_index=False, compute=False,
+            # Zero-padded so a plain directory listing keeps the row order.
+            name_function=lambda i: f"part.{i:06d}.parquet",
+        )
+        return [write], scores.map_partitions(len).sum()
+    # ``to_csv`` returns delayed objects, which Dask optimises apart from
+    # expressions: go through the scored partitions as delayed objects so the
+    # writes and the count share them.
+    import dask
+    import dask.dataframe as dd
+
+    parts = scores.to_delayed()
+    shared = dd.from_delayed(parts, meta=scores._meta, divisions=None, verify_meta=False)
+    writes = list(shared.to_csv(tmp_path, index=False, single_file=True, compute=False))
+    return writes, dask.delayed(sum)([dask.delayed(len)(part) for part in parts])
+
+
+def _replace(tmp_path: Path, out_path: Path) -> None:
+    if out_path.is_dir() and not out_path.is_symlink():
+        # A directory cannot be replaced atomically: drop the old result first.
+        shutil.rmtree(out_path)
+    os.replace(tmp_path, out_path)
+
+
+def score_file_distributed(
+    model,
+    data_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    scheduler,
+    id_column: str | None = None,
+    top_k: int = 3,
+    blocksize: str | int = "64MB",
+    torch_threads: int | None = 1,
+    tracking_uri: str | None = None,
+) -> int:
+    """Score a CSV/Parquet file on a Dask cluster and write the scores; return the row count.
+
+    The input is read lazily in partitions (``dd.read_csv`` /
+    ``dd.read_parquet``), each partition is scored on a worker
+    (:func:`score_dask`), and the workers write the result to a temporary
+    path next to ``out_path`` that is renamed to ``out_path`` only once
+    complete: a failed run never leaves a partial file.
+
+    Parameters
+    ----------
+    model : fitted detector, Pipeline ending in one, or str
+        A fitted model or an MLflow model URI (see :func:`score_dask`).
+    data_path : str or path
+        A ``.csv`` (``.csv.gz``, ``.tsv``) file, a ``.parquet`` file or
+        directory, or a glob of CSV files. Workers read it, so it must be on a
+        filesystem they share (or an fsspec URL they can reach).
+    out_path : str or path
+        ``.csv``: one CSV file. ``.parquet``: a Parquet dataset directory with
+        one file per partition (``part.000000.parquet``, ...), in row order;
+        ``pandas.read_parquet(out_path)`` reads it back. On a shared filesystem.
+    scheduler : str or distributed.Client
+        ``"tcp://host:8786"`` (a client is opened and closed for this call), a
+        ``distributed.Client``, or a single-machine Dask scheduler
+        (``"threads"``, ``"processes"``, ``"synchronous"``). ``None`` uses the
+        default client, or Dask's default scheduler when there is none.
+    id_column : str, default=None
+        A column copied to the output (first) and not scored.
+    top_k : int, default=3
+    blocksize : str or int, default="64MB"
+        CSV bytes per partition.
+    torch_threads : int or None, default=1
+        Torch threads per worker while scoring on a distributed cluster
+        (restored afterwards); None leaves workers alone.
+    tracking_uri : str, default=None
+        MLflow store for a ``runs:/`` or ``models:/`` ``model`` URI.
+
+    Returns
+    -------
+    n_rows : int
+        Number of records scored.
+    """
+    _require_distributed()
+    _check_torch_threads(torch_threads)
+    import dask
+
+    data_path = os.fspath(data_path)
+    out = Path(os.fspath(out_path))
+    parquet_out = out.suffix.lower() in (".parquet", ".pq")
+    if not parquet_out and out.suffix.lower() != ".csv":
+        raise ValueError(
+            f"out_path={os.fspath(out_path)!r} must end in .csv (one file) or .parquet "
+            "(a dataset directory)."
+        )
+    if not out.parent.exists():
+        raise FileNotFoundError(f"The output directory {out.parent} does not exist.")
+
+    with _scheduler_context(scheduler) as (compute_scheduler, client):
+        ddf = _read(data_path, blocksize)
+        scores = score_dask(model, ddf, top_k=top_k, id_column=id_column,
+                            tracking_uri=tracking_uri)
+        tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:12]}")
+        writes, n_rows = _write_and_count(scores, str(tmp), parquet_out)
+        threads = torch_threads_on(client, torch_threads) if client is not None else _null()
+        try:
+            with threads:
+                *_, total = dask.compute(*writes, n_rows, scheduler=compute_scheduler)
+            _replace(tmp, out)
+        except BaseException:
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            elif tmp.exists():
+                tmp.unlink()
+            raise
+    _logger.info("Scored %d records from %s into %s", int(total), data_path, out)
+    return int(np.asarray(total))
+
+
+# ---------------------------------------------------------------- schedulers
+@contextlib.contextmanager
+def _null():
+    yield
+
+
+@contextlib.contextmanager
+def _scheduler_context(scheduler):
+    """``(scheduler for dask.compute, distributed client or None)`` for one call."""
+    if isinstance(scheduler, str) and scheduler in _LOCAL_SCHEDULERS:
+        yield scheduler, None
+        return
+    from distributed import Client, get_client
+
+    if isinstance(scheduler, Client):
+        yield scheduler, scheduler
+        return
+    if isinstance(scheduler, str):
+        _logger.info("Connecting to the Dask scheduler at %s", scheduler)
+        with Client(scheduler, set_as_default=False) as client:
+            yield client, client
+        return
+    if scheduler is None:
+        try:
+            client = get_client()
+        except ValueError:
+            yield None, None
+            return
+        yield client, client
+        return
+    raise TypeError(
+        f"scheduler={scheduler!r} must be an address such as 'tcp://host:8786', a "
+        f"distributed.Client, one of {_LOCAL_SCHEDULERS}, or None."
+    )

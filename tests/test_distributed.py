@@ -1,0 +1,288 @@
+"""Searches and scoring on a real Dask cluster (2 worker processes, loopback only)."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("dask.dataframe", reason="needs the dask extra: pip install 'aepipe[dask]'")
+pytest.importorskip("distributed", reason="needs the dask extra: pip install 'aepipe[dask]'")
+
+import dask.dataframe as dd  # noqa: E402
+from distributed import Client, LocalCluster  # noqa: E402
+from sklearn.base import clone  # noqa: E402
+from sklearn.model_selection import GridSearchCV  # noqa: E402
+from sklearn.pipeline import Pipeline  # noqa: E402
+
+from aepipe.distributed import score_dask, score_file_distributed, search_on_dask  # noqa: E402
+from aepipe.estimators import Autoencoder, PCADetector  # noqa: E402
+from aepipe.scoring import anomaly_roc_auc, score_frame  # noqa: E402
+
+COLUMNS = [f"sensor_{j}" for j in range(6)]
+
+
+def _has_tracking() -> bool:
+    return importlib.util.find_spec("aepipe.tracking") is not None
+
+
+@pytest.fixture(scope="module")
+def client():
+    with LocalCluster(
+        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None,
+        host="127.0.0.1",
+    ) as cluster, Client(cluster, set_as_default=False) as dask_client:
+        yield dask_client
+
+
+@pytest.fixture
+def frame(subspace_data):
+    X, y = subspace_data
+    return pd.DataFrame(X, columns=COLUMNS), y
+
+
+def _search():
+    pipeline = Pipeline([("detector", PCADetector())])
+    grid = [
+        {
+            "detector": [Autoencoder(max_epochs=2, batch_size=64, early_stopping=False,
+                                     random_state=0)],
+            "detector__latent_dim": [1, 2],
+        },
+        {"detector": [PCADetector(random_state=0)], "detector__n_components": [2]},
+    ]
+    return GridSearchCV(pipeline, grid, scoring=anomaly_roc_auc, cv=2)
+
+
+@pytest.fixture(scope="module")
+def fitted_model():
+    rng = np.random.default_rng(7)
+    X = pd.DataFrame(rng.normal(size=(120, 6)) @ rng.normal(size=(6, 6)), columns=COLUMNS)
+    return _model().fit(X)
+
+
+def _model():
+    return Pipeline([
+        ("detector", Autoencoder(latent_dim=2, max_epochs=2, early_stopping=False,
+                                 random_state=0)),
+    ])
+
+
+def _records(n_rows=157, seed=3):
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(rng.normal(size=(n_rows, 6)), columns=COLUMNS)
+    X.insert(0, "record_id", np.arange(1000, 1000 + n_rows))
+    return X
+
+
+# ---------------------------------------------------------------- search
+def test_search_on_dask_matches_local_search(client, frame):
+    import torch
+
+    X, y = frame
+    threads_before = torch.get_num_threads()
+    local = clone(_search()).fit(X, y)
+    remote = search_on_dask(_search(), X, y, client=client)
+
+    for key in ("mean_test_score", "split0_test_score", "split1_test_score", "rank_test_score"):
+        np.testing.assert_array_equal(remote.cv_results_[key], local.cv_results_[key])
+    assert remote.cv_results_["params"].__repr__() == local.cv_results_["params"].__repr__()
+    assert repr(remote.best_params_) == repr(local.best_params_)
+    np.testing.assert_array_equal(remote.score_samples(X), local.score_samples(X))
+    # The search ran on the workers; this process's torch settings are untouched.
+    assert torch.get_num_threads() == threads_before
+
+
+def test_torch_threads_capped_during_call_and_restored(client):
+    from aepipe.distributed._cluster import torch_threads_on
+
+    def threads():
+        import torch
+
+        return torch.get_num_threads()
+
+    before = client.run(threads)
+    with torch_threads_on(client, 1):
+        assert set(client.run(threads).values()) == {1}
+    assert client.run(threads) == before
+
+
+@pytest.mark.parametrize("torch_threads", [0, 1.5, "1"])
+def test_search_on_dask_rejects_bad_torch_threads(client, frame, torch_threads):
+    X, y = frame
+    with pytest.raises(ValueError, match="torch_threads=.* must be a positive int"):
+        search_on_dask(_search(), X, y, client=client, torch_threads=torch_threads)
+
+
+def test_search_on_dask_tracking_kwargs_need_track(client, frame):
+    X, y = frame
+    with pytest.raises(TypeError, match="pass track=True"):
+        search_on_dask(_search(), X, y, client=client, experiment_name="x")
+
+
+def test_search_on_dask_records_mlflow_child_runs(client, frame, tmp_path):
+    if not _has_tracking():
+        pytest.skip("aepipe.tracking is not available yet")
+    import mlflow
+
+    X, y = frame
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    search = _search()
+    run = search_on_dask(search, X, y, client=client, track=True,
+                         experiment_name="dask-search", tracking_uri=uri, log_model=False)
+    assert run.run_id
+    assert hasattr(search, "cv_results_")
+    runs = mlflow.MlflowClient(uri).search_runs(
+        [mlflow.MlflowClient(uri).get_experiment_by_name("dask-search").experiment_id]
+    )
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1
+    assert len(children) == 3
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+
+
+# ---------------------------------------------------------------- scoring
+def test_score_dask_equals_in_memory_scoring(client, fitted_model):
+    X = _records().drop(columns="record_id")
+    ddf = dd.from_pandas(X, npartitions=4)
+    scores = score_dask(fitted_model, ddf, top_k=2)
+    expected = score_frame(fitted_model, X, top_k=2)
+
+    assert list(scores.columns) == list(expected.columns)
+    assert dict(scores.dtypes) == dict(expected.dtypes)
+    result = client.compute(scores).result()
+    pd.testing.assert_frame_equal(result, expected)
+
+
+def test_score_dask_passes_id_column_through(client, fitted_model):
+    X = _records()
+    scores = score_dask(fitted_model, dd.from_pandas(X, npartitions=3), id_column="record_id")
+    result = client.compute(scores).result()
+    expected = score_frame(fitted_model, X.drop(columns="record_id"))
+    expected.insert(0, "record_id", X["record_id"])
+    pd.testing.assert_frame_equal(result, expected)
+
+
+def test_score_dask_empty_partition(fitted_model):
+    X = _records(20).drop(columns="record_id")
+    ddf = dd.from_pandas(X, npartitions=2)
+    ddf = ddf[ddf["sensor_0"] > 100]  # every partition empty
+    result = score_dask(fitted_model, ddf).compute(scheduler="synchronous")
+    assert len(result) == 0
+    assert result["is_anomaly"].dtype == bool
+
+
+def test_score_dask_rejects_unknown_id_column(fitted_model):
+    ddf = dd.from_pandas(_records(10), npartitions=1)
+    with pytest.raises(ValueError, match="id_column='missing' is not a column"):
+        score_dask(fitted_model, ddf, id_column="missing")
+
+
+def _read_scores(path: Path) -> pd.DataFrame:
+    if path.suffix == ".csv":
+        return pd.read_csv(path)
+    return pd.read_parquet(path)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_score_file_distributed_equals_in_memory(client, fitted_model, tmp_path, suffix):
+    records = _records()
+    data_path = tmp_path / f"records{suffix}"
+    if suffix == ".csv":
+        records.to_csv(data_path, index=False)
+        blocksize = 2_000  # several partitions out of a small file
+    else:
+        # Several row groups in a directory of files, so several partitions.
+        data_path.mkdir()
+        for i, start in enumerate(range(0, len(records), 50)):
+            records.iloc[start:start + 50].to_parquet(data_path / f"part.{i}.parquet")
+        blocksize = "64MB"
+    out_path = tmp_path / f"scores{suffix}"
+
+    n_rows = score_file_distributed(
+        fitted_model, data_path, out_path, scheduler=client, id_column="record_id", top_k=2,
+        blocksize=blocksize,
+    )
+
+    assert n_rows == len(records)
+    result = _read_scores(out_path)
+    expected = score_frame(fitted_model, records.drop(columns="record_id"), top_k=2)
+    expected.insert(0, "record_id", records["record_id"])
+    pd.testing.assert_frame_equal(
+        result.reset_index(drop=True), expected.reset_index(drop=True), check_dtype=False,
+        check_exact=False, rtol=1e-12,
+    )
+    assert result["record_id"].tolist() == records["record_id"].tolist()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        {data_path.name, out_path.name}
+    )
+
+
+def test_score_file_distributed_csv_has_several_partitions(fitted_model, tmp_path):
+    data_path = tmp_path / "records.csv"
+    _records().to_csv(data_path, index=False)
+    assert dd.read_csv(data_path, blocksize=2_000).npartitions > 1
+
+
+def test_score_file_distributed_replaces_existing_output(client, fitted_model, tmp_path):
+    data_path = tmp_path / "records.csv"
+    _records(30).to_csv(data_path, index=False)
+    out_path = tmp_path / "scores.csv"
+    out_path.write_text("stale\n")
+    n_rows = score_file_distributed(fitted_model, data_path, out_path, scheduler=client,
+                                    id_column="record_id")
+    assert n_rows == 30
+    assert len(pd.read_csv(out_path)) == 30
+
+
+def test_score_file_distributed_local_scheduler(fitted_model, tmp_path):
+    data_path = tmp_path / "records.csv"
+    _records(40).to_csv(data_path, index=False)
+    out_path = tmp_path / "scores.parquet"
+    n_rows = score_file_distributed(fitted_model, data_path, out_path, scheduler="synchronous",
+                                    id_column="record_id")
+    assert n_rows == 40
+    assert pd.read_parquet(out_path)["record_id"].tolist() == list(range(1000, 1040))
+
+
+def test_score_file_distributed_failure_leaves_no_output(fitted_model, tmp_path):
+    data_path = tmp_path / "records.csv"
+    records = _records(20).drop(columns="sensor_5")  # the model needs six sensors
+    records.to_csv(data_path, index=False)
+    out_path = tmp_path / "scores.csv"
+    with pytest.raises(ValueError):
+        score_file_distributed(fitted_model, data_path, out_path, scheduler="synchronous",
+                               id_column="record_id")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["records.csv"]
+
+
+def test_score_file_distributed_rejects_unknown_output_format(fitted_model, tmp_path):
+    with pytest.raises(ValueError, match=r"out_path=.* must end in .csv"):
+        score_file_distributed(fitted_model, tmp_path / "in.csv", tmp_path / "out.json",
+                               scheduler="synchronous")
+
+
+def test_score_file_distributed_with_mlflow_model_uri(client, tmp_path):
+    if not _has_tracking():
+        pytest.skip("aepipe.tracking is not available yet")
+    from aepipe.tracking import track_fit
+
+    records = _records(90)
+    features = records.drop(columns="record_id")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    model = _model()
+    run = track_fit(model, features, experiment_name="dask-scoring", tracking_uri=uri)
+    data_path = tmp_path / "records.parquet"
+    records.to_parquet(data_path)
+    out_path = tmp_path / "scores.csv"
+
+    n_rows = score_file_distributed(run.model_uri, data_path, out_path, scheduler=client,
+                                    id_column="record_id", top_k=2, tracking_uri=uri)
+
+    assert n_rows == 90
+    expected = score_frame(model, features, top_k=2)
+    expected.insert(0, "record_id", records["record_id"])
+    pd.testing.assert_frame_equal(pd.read_csv(out_path), expected, check_dtype=False,
+                                  check_exact=False, rtol=1e-12)
