@@ -1,0 +1,547 @@
+"""Commands of the ``aepipe`` CLI and the top-level error handler."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import click
+
+from .._version import __version__
+
+logger = logging.getLogger(__name__)
+
+_TRACKING_HELP = (
+    "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db "
+    "in the working directory)."
+)
+_DEBUG_ENV = "AEPIPE_DEBUG"
+
+tracking_option = click.option("--tracking-uri", default=None, metavar="URI", help=_TRACKING_HELP)
+experiment_option = click.option(
+    "--experiment", default="aepipe", show_default=True, help="MLflow experiment name."
+)
+model_option = click.option(
+    "--model", "model", required=True, metavar="URI|PATH",
+    help="Logged model: models:/..., runs:/<run_id>/model, or a local MLflow model folder.",
+)
+
+
+def _quiet_libraries(verbose: int) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aepipe").setLevel(logging.INFO if verbose else logging.WARNING)
+    for name in ("mlflow", "alembic", "urllib3", "git"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose > 1 else logging.ERROR)
+    if verbose < 2:
+        # MLflow configures its own loggers at import from these variables.
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        # Library warnings (MLflow's about pickling and type hints, deprecations) are
+        # noise for a command-line user; MLflow re-enables some inside its own
+        # catch_warnings blocks, so silence the display rather than add filters.
+        warnings.showwarning = _hide_warning
+    # MLflow warns about a missing git binary at import unless told not to.
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+
+def _hide_warning(*args, **kwargs) -> None:
+    logger.debug("warning hidden: %s", args[0] if args else "")
+
+
+def _echo_err(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             no_args_is_help=True)
+@click.version_option(__version__, prog_name="aepipe")
+@click.option("-v", "--verbose", count=True, help="Show progress logs (-vv: MLflow's too).")
+def cli(verbose):
+    """Anomaly detection and denoising with autoencoders: scikit-learn + skorch + MLflow.
+
+    Start with `aepipe demo`. Then fit on your own CSV/Parquet file with
+    `aepipe fit`, score new records with `aepipe score`, and compare the
+    autoencoders against PCA on your data with `aepipe compare`.
+
+    Errors print one line; set AEPIPE_DEBUG=1 for the traceback.
+    """
+    _quiet_libraries(verbose)
+
+
+# ---------------------------------------------------------------- search runs
+def _run_search(search, X, y, *, experiment, run_name, tracking_uri, out_dir, show_progress=True):
+    """Fit and track a search with a progress bar; print the leaderboard; write plots."""
+    from tqdm.auto import tqdm
+
+    from ..pipelines import search_leaderboard
+    from ..scoring import score_frame
+    from ..tracking import track_search
+    from ._report import (
+        TickingScorer,
+        format_leaderboard,
+        plot_leaderboard,
+        plot_scores,
+        plot_top_columns,
+        search_size,
+    )
+
+    original_scoring = search.scoring
+    total = search_size(search)
+    with tqdm(total=total, desc="grid search (candidate x fold)", unit="fit", file=sys.stderr,
+              disable=not show_progress, dynamic_ncols=True) as bar:
+        first = next(iter(original_scoring))
+        search.scoring = {
+            name: TickingScorer(scorer, bar) if name == first else scorer
+            for name, scorer in original_scoring.items()
+        }
+        try:
+            run = track_search(search, X, y, experiment_name=experiment, run_name=run_name,
+                               tracking_uri=tracking_uri)
+        finally:
+            search.scoring = original_scoring
+    board = search_leaderboard(search)
+    click.echo("")
+    click.echo(format_leaderboard(board))
+    click.echo("")
+    best = board.iloc[0]
+    click.echo(f"Best: {best['model']} ({best['params'] or 'defaults'})")
+    click.echo(f"Model URI: {run.model_uri}")
+    click.echo(f"Tracking URI: {run.tracking_uri}  (run {run.run_id})")
+    written = []
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        board.to_csv(out_dir / "leaderboard.csv")
+        written.append(out_dir / "leaderboard.csv")
+        written.append(plot_leaderboard(board, out_dir / "leaderboard.png"))
+        frame = score_frame(search.best_estimator_, X, top_k=3)
+        detector = search.best_estimator_.steps[-1][1]
+        offset = getattr(detector, "offset_", None)
+        written.append(plot_scores(
+            frame["anomaly_score"].to_numpy(), None if offset is None else -offset, y,
+            out_dir / "scores.png", f"Anomaly scores of the best model ({best['model']})",
+        ))
+        if "top1_column" in frame:
+            written.append(plot_top_columns(frame, out_dir / "top_columns.png"))
+        click.echo(f"Wrote {', '.join(p.name for p in written)} to {out_dir}/")
+    return run, board
+
+
+def _split_label(frame, label_column, path):
+    from ._io import check_columns
+
+    if label_column is None:
+        return frame, None
+    check_columns(frame, [label_column], path, "--label-column")
+    y = frame[label_column]
+    if y.isna().any():
+        raise click.BadParameter(
+            f"label column {label_column!r} has {int(y.isna().sum())} empty value(s).",
+            param_hint="--label-column",
+        )
+    from ..scoring import anomaly_labels
+
+    return frame.drop(columns=[label_column]), anomaly_labels(y.to_numpy())
+
+
+def _drop_columns(frame, columns, path):
+    from ._io import check_columns
+
+    check_columns(frame, columns, path, "--drop-column")
+    return frame.drop(columns=list(columns))
+
+
+# ---------------------------------------------------------------- demo
+@cli.command()
+@click.option("--out-dir", type=click.Path(file_okay=False), default="aepipe-demo",
+              show_default=True, help="Folder for the plots, the leaderboard CSV and the demo data.")
+@click.option("--quick", is_flag=True,
+              help="Tiny settings (300 rows, 2 epochs, 2 folds, one size per model): seconds, for tests.")
+@click.option("--n-samples", type=click.IntRange(100), default=None,
+              help="Rows of synthetic data [default: 1500; --quick: 300].")
+@click.option("--max-epochs", type=click.IntRange(1), default=None,
+              help="Training epochs per autoencoder [default: 30; --quick: 2].")
+@click.option("--cv", type=click.IntRange(2), default=None, help="Folds [default: 3; --quick: 2].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds data, folds and models.")
+@experiment_option
+@tracking_option
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def demo(out_dir, quick, n_samples, max_epochs, cv, seed, experiment, tracking_uri, no_progress):
+    """Autoencoders vs PCA on built-in data: leaderboard, MLflow run, plots.
+
+    Generates a mixed-type table (numeric, boolean and categorical columns,
+    5% injected anomalies; no download), grid-searches the autoencoder family
+    (plain, denoising, sparse, contractive, variational) against PCADetector
+    with cross-validated anomaly ROC-AUC and average precision, tracks the
+    search in MLflow (one child run per candidate, the best model logged),
+    prints the leaderboard and writes plots to --out-dir.
+    """
+    from ..datasets import make_mixed_table
+    from ..pipelines import make_ae_vs_pca_search
+
+    started = time.perf_counter()
+    n_samples = n_samples or (300 if quick else 1500)
+    settings = dict(
+        max_epochs=max_epochs or (2 if quick else 30),
+        cv=cv or (2 if quick else 3),
+        latent_dims=(2,) if quick else (2, 4),
+        pca_components=(2,) if quick else (2, 4, 0.9),
+        random_state=seed,
+    )
+    data = make_mixed_table(n_samples, contamination=0.05, random_state=seed)
+    from ._io import plain_categories
+
+    X, y = plain_categories(data.X), data.y.to_numpy()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    X.assign(is_anomaly=y).to_csv(out / "data.csv", index_label="record_id")
+    _echo_err(
+        f"Data: {len(X)} records x {X.shape[1]} columns (numeric, boolean, categorical), "
+        f"{int(y.sum())} injected anomalies."
+    )
+    search = make_ae_vs_pca_search(**settings)
+    run, _ = _run_search(search, X, y, experiment=experiment, run_name="aepipe-demo",
+                         tracking_uri=tracking_uri, out_dir=out, show_progress=not no_progress)
+    elapsed = time.perf_counter() - started
+    click.echo(f"Done in {elapsed:.0f} s. Next:")
+    click.echo(f"  aepipe score --model {run.model_uri} --data {out / 'data.csv'} "
+               f"--out {out / 'scores.csv'} --id-column record_id --drop-column is_anomaly")
+    if run.tracking_uri.startswith(("sqlite:", "file:", "/")):
+        click.echo(f"  mlflow ui --backend-store-uri {run.tracking_uri}")
+
+
+# ---------------------------------------------------------------- fit
+@cli.command()
+@click.option("--pipeline", "pipeline_config", required=True, metavar="CONFIG",
+              help="A pipeline config file (JSON), or a ready-made one's name: "
+                   "tabular_mixed, sensor, ae_vs_pca_search.")
+@click.option("--data", required=True, type=click.Path(dir_okay=True), help="Training data (CSV or Parquet).")
+@click.option("--label-column", default=None,
+              help="Column of labels (1 = anomaly): removed from the features, used for "
+                   "metrics and by a search's labelled scorers.")
+@click.option("--drop-column", multiple=True, help="Column not to use as a feature (repeatable).")
+@experiment_option
+@click.option("--run-name", default=None, help="MLflow run name.")
+@click.option("--registered-model-name", default=None, help="Also register the model under this name.")
+@tracking_option
+@click.option("--out-dir", type=click.Path(file_okay=False), default=None,
+              help="For a search config: write the leaderboard and plots here.")
+def fit(pipeline_config, data, label_column, drop_column, experiment, run_name,
+        registered_model_name, tracking_uri, out_dir):
+    """Fit a pipeline config on a file, log it to MLflow, print the model URI.
+
+    The model URI is printed alone on stdout's last line, so
+    MODEL=$(aepipe fit ... | tail -n 1) works; the run summary goes to stderr.
+    """
+    from sklearn.model_selection import GridSearchCV
+
+    from ..pipelines import build_from_config
+    from ._io import plain_categories, read_table
+
+    model = build_from_config(pipeline_config)
+    frame = plain_categories(read_table(data))
+    frame, y = _split_label(frame, label_column, data)
+    frame = _drop_columns(frame, drop_column, data)
+    if isinstance(model, GridSearchCV):
+        needs_labels = [name for name in model.scoring if name != "synthetic_auc"]
+        if y is None and needs_labels:
+            raise click.UsageError(
+                f"The config's search scores with {needs_labels}, which need labels: pass "
+                "--label-column, or set \"scoring\": \"synthetic_auc\" in the config."
+            )
+        run, _ = _run_search(model, frame, y, experiment=experiment, run_name=run_name,
+                             tracking_uri=tracking_uri, out_dir=out_dir)
+    else:
+        from ..tracking import track_fit
+
+        _echo_err(f"Fitting {type(model.steps[-1][1]).__name__} on {len(frame)} rows x "
+                  f"{frame.shape[1]} columns ...")
+        run = track_fit(model, frame, y, experiment_name=experiment, run_name=run_name,
+                        tracking_uri=tracking_uri, registered_model_name=registered_model_name)
+        shown = {k: v for k, v in run.metrics.items()
+                 if k in ("fit_time_s", "threshold", "anomaly_rate", "roc_auc", "average_precision")}
+        _echo_err("Metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in shown.items()))
+        _echo_err(f"Tracking URI: {run.tracking_uri}  (run {run.run_id})")
+    click.echo(run.model_uri)
+
+
+# ---------------------------------------------------------------- score / explain
+def _score_stream(model, data, *, chunk_size, id_column, drop_column, top_k, writer=None,
+                  keep_top=0, show_progress=False):
+    """Score a file chunk by chunk; write each chunk; keep the ``keep_top`` most anomalous rows."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from ._io import check_columns, iter_table
+
+    model.top_k = top_k
+    n_rows = 0
+    top = None
+    id_name = id_column or "row"
+    with tqdm(desc="scoring", unit=" rows", file=sys.stderr, disable=not show_progress,
+              unit_scale=True) as bar:
+        for chunk in iter_table(data, chunk_size):
+            if n_rows == 0:
+                check_columns(chunk, [id_column, *drop_column], data,
+                              "--id-column" if id_column not in chunk.columns else "--drop-column")
+            ids = chunk[id_column].to_numpy() if id_column else chunk.index.to_numpy()
+            features = chunk.drop(columns=[c for c in (id_column, *drop_column) if c])
+            scored = model.predict(None, features)
+            scored = scored.reset_index(drop=True)
+            scored.insert(0, id_name, ids)
+            if writer is not None:
+                writer.write(scored)
+            if keep_top:
+                both = scored if top is None else pd.concat([top, scored], ignore_index=True)
+                top = both.nlargest(keep_top, "anomaly_score")
+            n_rows += len(chunk)
+            bar.update(len(chunk))
+    if n_rows == 0:
+        raise click.UsageError(f"{data!r} has no rows to score.")
+    return n_rows, top
+
+
+_chunk_option = click.option(
+    "--chunk-size", type=click.IntRange(1), default=50_000, show_default=True,
+    help="Rows read and scored at a time (memory is bounded by this, not the file size).",
+)
+_id_option = click.option(
+    "--id-column", default=None,
+    help="Column that identifies a record: copied to the output, not a feature. "
+         "Default: a 'row' column with the 0-based row number.",
+)
+_drop_option = click.option(
+    "--drop-column", multiple=True,
+    help="Input column not given to the model, e.g. a label (repeatable).",
+)
+
+
+@cli.command()
+@model_option
+@click.option("--data", required=True, type=click.Path(), help="Records to score (CSV or Parquet).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Output file (.csv or .parquet), written atomically.")
+@_id_option
+@_drop_option
+@click.option("--top-k", type=click.IntRange(0), default=3, show_default=True,
+              help="Top contributing columns per record (0: none).")
+@_chunk_option
+@tracking_option
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Score on a Dask cluster (e.g. tcp://host:8786) instead of locally; "
+                   "needs the dask extra.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def score(model, data, out, id_column, drop_column, top_k, chunk_size, tracking_uri, scheduler,
+          no_progress):
+    """Score records from a file in chunks and write one row of scores per record.
+
+    Output columns: the id column (or 'row'), anomaly_score (higher = more
+    anomalous), is_anomaly, then top1_column, top1_score, ... The output file
+    appears only when every row has been scored (a temporary file is renamed).
+    """
+    from ._io import atomic_table_writer, existing_data, table_format
+
+    existing_data(data)
+    table_format(Path(out))
+    if scheduler:
+        if drop_column:
+            raise click.UsageError("--drop-column is not supported with --scheduler.")
+        try:
+            from ..distributed import score_file_distributed
+        except ModuleNotFoundError as exc:
+            raise click.UsageError(
+                f"--scheduler needs the dask extra (missing module {exc.name!r}): "
+                "pip install 'aepipe[dask]'."
+            ) from None
+        if tracking_uri:
+            os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+        started = time.perf_counter()
+        n_rows = score_file_distributed(model, data, out, scheduler=scheduler,
+                                        id_column=id_column, top_k=top_k)
+    else:
+        anomaly_model = load_model_for_cli(model, tracking_uri)
+        started = time.perf_counter()
+        with atomic_table_writer(out) as writer:
+            n_rows, _ = _score_stream(anomaly_model, data, chunk_size=chunk_size,
+                                      id_column=id_column, drop_column=drop_column, top_k=top_k,
+                                      writer=writer, show_progress=not no_progress)
+    _echo_err(f"Scored {n_rows} records in {time.perf_counter() - started:.1f} s -> {out}")
+
+
+def load_model_for_cli(model, tracking_uri):
+    from ._io import load_anomaly_model
+
+    return load_anomaly_model(model, tracking_uri)
+
+
+@cli.command()
+@model_option
+@click.option("--data", required=True, type=click.Path(), help="Records to explain (CSV or Parquet).")
+@_id_option
+@_drop_option
+@click.option("--top-k", type=click.IntRange(1), default=3, show_default=True,
+              help="Contributing columns per record.")
+@click.option("--rows", "n_rows", type=click.IntRange(1), default=10, show_default=True,
+              help="How many of the most anomalous records to print.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Also write every record's explanation to this file (.csv or .parquet).")
+@_chunk_option
+@tracking_option
+def explain(model, data, id_column, drop_column, top_k, n_rows, out, chunk_size, tracking_uri):
+    """Per-record top contributing columns: which columns made a record anomalous.
+
+    Prints the --rows most anomalous records with their top --top-k columns
+    and each column's share of the score (the per-column reconstruction
+    negative log-likelihood).
+    """
+    from contextlib import nullcontext
+
+    from ._io import atomic_table_writer, existing_data
+
+    existing_data(data)
+    anomaly_model = load_model_for_cli(model, tracking_uri)
+    with (atomic_table_writer(out) if out else nullcontext()) as writer:
+        total, top = _score_stream(anomaly_model, data, chunk_size=chunk_size, id_column=id_column,
+                                   drop_column=drop_column, top_k=top_k, writer=writer,
+                                   keep_top=n_rows)
+    if "top1_column" not in top:
+        raise click.UsageError("This model's detector has no per-column scores to explain.")
+    id_name = id_column or "row"
+    lines = []
+    for _, record in top.iterrows():
+        parts = []
+        for k in range(1, top_k + 1):
+            if f"top{k}_column" in record:
+                parts.append(f"{record[f'top{k}_column']} ({record[f'top{k}_score']:.2f})")
+        flag = "ANOMALY" if record["is_anomaly"] else "normal "
+        lines.append(f"{id_name}={record[id_name]!s:<10} score={record['anomaly_score']:>9.3f}  "
+                     f"{flag}  {', '.join(parts)}")
+    click.echo(f"The {len(top)} most anomalous of {total} records (top columns, their scores):")
+    click.echo("\n".join(lines))
+    if out:
+        _echo_err(f"Wrote all {total} explanations to {out}")
+
+
+# ---------------------------------------------------------------- compare
+@cli.command()
+@click.option("--data", required=True, type=click.Path(), help="Your data (CSV or Parquet).")
+@click.option("--label-column", default=None,
+              help="Column of labels (1 = anomaly). Without it, candidates are ranked by the "
+                   "label-free synthetic AUC.")
+@click.option("--drop-column", multiple=True, help="Column not to use as a feature (repeatable).")
+@click.option("--pipeline", "pipeline_config", default=None, metavar="CONFIG",
+              help="A search config instead of the built-in space (e.g. ae_vs_pca_search).")
+@click.option("--max-epochs", type=click.IntRange(1), default=30, show_default=True)
+@click.option("--cv", type=click.IntRange(2), default=3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out-dir", type=click.Path(file_okay=False), default="aepipe-compare",
+              show_default=True, help="Folder for the leaderboard CSV and the plots.")
+@experiment_option
+@tracking_option
+def compare(data, label_column, drop_column, pipeline_config, max_epochs, cv, seed, out_dir,
+            experiment, tracking_uri):
+    """The demo's grid search (autoencoders vs PCA) on your data."""
+    from sklearn.model_selection import GridSearchCV
+
+    from ..pipelines import build_from_config, make_ae_vs_pca_search
+    from ._io import plain_categories, read_table
+
+    frame = plain_categories(read_table(data))
+    frame, y = _split_label(frame, label_column, data)
+    frame = _drop_columns(frame, drop_column, data)
+    if pipeline_config:
+        search = build_from_config(pipeline_config)
+        if not isinstance(search, GridSearchCV):
+            raise click.BadParameter("the config has no 'search' section.", param_hint="--pipeline")
+    else:
+        search = make_ae_vs_pca_search(max_epochs=max_epochs, cv=cv, random_state=seed,
+                                       labelled=y is not None)
+    _echo_err(f"Data: {len(frame)} records x {frame.shape[1]} columns"
+              + (f", {int(y.sum())} labelled anomalies." if y is not None else ", no labels."))
+    _run_search(search, frame, y, experiment=experiment, run_name="aepipe-compare",
+                tracking_uri=tracking_uri, out_dir=out_dir)
+
+
+# ---------------------------------------------------------------- serve
+@cli.command()
+@model_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+@tracking_option
+@click.option("--dry-run", is_flag=True, help="Check the model and print the server command only.")
+def serve(model, host, port, tracking_uri, dry_run):
+    """Serve the model over REST with MLflow's scoring server.
+
+    POST records to http://HOST:PORT/invocations as
+    {"dataframe_split": {"columns": [...], "data": [[...]]}}; the reply holds
+    the same columns as `aepipe score` writes.
+    """
+    import shlex
+    import subprocess
+
+    from ..tracking import resolve_tracking_uri, serve_command
+    from ._io import is_model_uri
+
+    load_model_for_cli(model, tracking_uri)  # one readable line now, not a server traceback later
+    uri = model if is_model_uri(model) else str(Path(model).expanduser().resolve())
+    argv = serve_command(uri, host=host, port=port)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": resolve_tracking_uri(tracking_uri)}
+    if dry_run:
+        click.echo(shlex.join(argv))
+        return
+    _echo_err(f"Serving {model} at http://{host}:{port}/invocations (Ctrl-C to stop)")
+    process = subprocess.Popen(argv, env=env)
+    try:
+        code = process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        code = process.wait()
+    if code not in (0, -2, -15):
+        raise click.ClickException(f"the MLflow model server exited with status {code}.")
+
+
+# ---------------------------------------------------------------- entry point
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def main(argv=None) -> None:
+    """Entry point of the ``aepipe`` command: one readable error line, exit codes 0/1/2."""
+    debug = os.environ.get(_DEBUG_ENV, "") not in ("", "0")
+    try:
+        cli.main(args=argv, prog_name="aepipe", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:  # bad option, missing argument, bad value
+        if debug:
+            raise
+        hint = f" (see 'aepipe {exc.ctx.command.name} --help')" if exc.ctx and exc.ctx.parent else ""
+        _echo_err(f"Error: {_first_line(exc.format_message())}{hint}")
+        sys.exit(2)
+    except click.ClickException as exc:
+        if debug:
+            raise
+        _echo_err(f"Error: {_first_line(exc.format_message())}")
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        _echo_err("Aborted.")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        _echo_err("Aborted.")
+        sys.exit(130)
+    except (ValueError, OSError, RuntimeError, LookupError) as exc:
+        # aepipe's errors (DataValidationError, ModelFileError, ConfigError, TrackingError),
+        # scikit-learn's parameter errors, missing files and unreachable stores.
+        if debug:
+            raise
+        if isinstance(exc, OSError) and exc.filename and not str(exc).startswith(("Data", "Model")):
+            message = f"{exc.strerror or _first_line(exc)}: {exc.filename}"
+        else:
+            message = _first_line(exc)
+        _echo_err(f"Error: {message}")
+        sys.exit(1)
