@@ -85,7 +85,7 @@ def _position(index, row: int) -> str:
     return f"row {row}" if label == row else f"row {row} (index {label!r})"
 
 
-def _numeric_column(series: pd.Series, name: str) -> np.ndarray:
+def _numeric_column(series: pd.Series, name: str, allow_missing: bool = False) -> np.ndarray:
     if _is_bool_dtype(series):
         values = series.to_numpy(dtype=np.float64, na_value=np.nan)
     elif pd.api.types.is_numeric_dtype(series.dtype):
@@ -102,22 +102,30 @@ def _numeric_column(series: pd.Series, name: str) -> np.ndarray:
                 "when fitting."
             )
         values = converted.to_numpy(dtype=np.float64, na_value=np.nan)
-    check_finite_column(values, name, series.index)
+    check_finite_column(values, name, series.index, allow_missing=allow_missing)
     return values
 
 
-def check_finite_column(values: np.ndarray, name, index=None) -> None:
-    """Raise a DataValidationError naming the first NaN/inf/too-large entry."""
+def check_finite_column(values: np.ndarray, name, index=None, *, allow_missing=False) -> None:
+    """Raise a DataValidationError naming the first NaN/inf/too-large entry.
+
+    With ``allow_missing`` NaN entries are accepted (they are missing values,
+    see ``handle_missing="mask"``); infinities are still rejected.
+    """
     finite = np.isfinite(values)
+    if allow_missing:
+        finite |= np.isnan(values)
     if not finite.all():
         row = int(np.flatnonzero(~finite)[0])
         where = _position(index, row) if index is not None else f"row {row}"
         what = "a missing value (NaN)" if np.isnan(values[row]) else f"{values[row]}"
         raise DataValidationError(
             f"Column {name!r} has {what} at {where}. aepipe needs finite numbers: impute or "
-            "drop missing values first (e.g. sklearn.impute.SimpleImputer in the pipeline)."
+            "drop missing values first (e.g. sklearn.impute.SimpleImputer in the pipeline), "
+            "or fit with handle_missing='mask' to model missing values."
         )
-    too_large = np.abs(values) > _FLOAT32_LIMIT
+    with np.errstate(invalid="ignore"):
+        too_large = np.abs(values) > _FLOAT32_LIMIT
     if too_large.any():
         row = int(np.flatnonzero(too_large)[0])
         where = _position(index, row) if index is not None else f"row {row}"
@@ -148,7 +156,8 @@ class TabularLayout:
         return layout
 
     @classmethod
-    def from_frame(cls, X, *, feature_types, standardize: bool) -> TabularLayout:
+    def from_frame(cls, X, *, feature_types, standardize: bool,
+                   allow_missing: bool = False) -> TabularLayout:
         """Layout for a DataFrame (or array with ``feature_types``) of mixed kinds."""
         frame = as_frame(X)
         declared = dict(feature_types or {})
@@ -167,7 +176,7 @@ class TabularLayout:
                     f"feature_types[{name!r}]={kind!r} is not one of {FEATURE_KINDS}."
                 )
             if kind == CATEGORICAL:
-                categories = _categories_of(series, name)
+                categories = _categories_of(series, name, allow_missing)
                 is_cat = isinstance(series.dtype, pd.CategoricalDtype)
                 column = Column(
                     str(name), kind, start, start + len(categories), tuple(categories),
@@ -181,15 +190,26 @@ class TabularLayout:
         layout = cls(columns=columns, standardize=standardize, numeric_only=False)
         gaussian = [c for c in columns if c.kind == GAUSSIAN]
         raw = np.column_stack(
-            [_numeric_column(frame[c.name], c.name) for c in gaussian]
+            [_numeric_column(frame[c.name], c.name, allow_missing) for c in gaussian]
         ) if gaussian else np.zeros((len(frame), 0))
         layout._fit_gaussian_stats(raw)
         # Validate the rest (booleans, categories) now, so fit fails on bad input.
-        layout.encode(frame)
+        layout.encode(frame, allow_missing=allow_missing)
         return layout
 
     def _fit_gaussian_stats(self, raw: np.ndarray) -> None:
-        if self.standardize and raw.shape[0] > 0:
+        if self.standardize and raw.shape[0] > 0 and np.isnan(raw).any():
+            # Missing values (handle_missing="mask"): statistics of the observed
+            # entries; a column never observed gets centre 0 and scale 1.
+            observed = ~np.isnan(raw)
+            count = np.maximum(observed.sum(axis=0), 1)
+            center = np.where(observed, raw, 0.0).sum(axis=0) / count
+            with np.errstate(over="ignore", invalid="ignore"):
+                spread = np.where(observed, raw - center, 0.0)
+                scale = np.sqrt((spread**2).sum(axis=0) / count)
+            scale = np.where(np.isfinite(scale) & (scale > 1e-12 * np.maximum(1.0, np.abs(center))),
+                             scale, 1.0)
+        elif self.standardize and raw.shape[0] > 0:
             center = raw.mean(axis=0)
             # Scale by the std computed on centred values; constant columns get 1.
             with np.errstate(over="ignore", invalid="ignore"):
@@ -224,15 +244,32 @@ class TabularLayout:
         return np.array([c.start for c in self.columns if c.kind == GAUSSIAN], dtype=np.int64)
 
     # ---------------------------------------------------------- transforms
-    def encode(self, X) -> np.ndarray:
-        """Encoded float32 matrix (n_samples, n_encoded) for validated input X."""
+    def observed(self, encoded: np.ndarray) -> np.ndarray:
+        """Boolean (n_samples, n_columns): which original columns are observed.
+
+        Missing entries are NaN in the encoded matrix (see :meth:`encode`).
+        """
+        return ~np.isnan(encoded[:, [c.start for c in self.columns]])
+
+    def encode(self, X, *, allow_missing: bool = False) -> np.ndarray:
+        """Encoded float32 matrix (n_samples, n_encoded) for validated input X.
+
+        With ``allow_missing`` a missing entry (NaN, None, pd.NA) is kept as NaN
+        at its encoded positions (the whole one-hot group of a categorical
+        column): the NaNs are the missing-value mask (:meth:`observed`).
+        Without it, a missing entry raises a :class:`DataValidationError`.
+        """
         if self.numeric_only:
             values = np.asarray(X, dtype=np.float64)
             with np.errstate(over="ignore", invalid="ignore"):
                 encoded = ((values - self.center) / self.scale).astype(np.float32)
-            if not np.isfinite(encoded).all():
-                bad = np.argwhere(~np.isfinite(encoded))[0]
-                check_finite_column(values[:, bad[1]], self.columns[bad[1]].name)
+            bad_mask = ~np.isfinite(encoded)
+            if allow_missing:
+                bad_mask &= ~np.isnan(values)
+            if bad_mask.any():
+                bad = np.argwhere(bad_mask)[0]
+                check_finite_column(values[:, bad[1]], self.columns[bad[1]].name,
+                                    allow_missing=allow_missing)
                 raise DataValidationError(
                     f"Column {self.columns[bad[1]].name!r} at row {bad[0]} overflows float32 "
                     "after standardisation; rescale it before fitting."
@@ -244,18 +281,23 @@ class TabularLayout:
         for column in self.columns:
             series = frame[column.name]
             if column.kind == GAUSSIAN:
-                values = _numeric_column(series, column.name)
+                values = _numeric_column(series, column.name, allow_missing)
                 center = self.center[gaussian_index]
                 scale = self.scale[gaussian_index]
                 gaussian_index += 1
                 out[:, column.start] = (values - center) / scale
             elif column.kind == BERNOULLI:
-                out[:, column.start] = _binary_column(series, column.name)
+                out[:, column.start] = _binary_column(series, column.name, allow_missing)
             else:
-                codes = _category_codes(series, column)
-                out[np.arange(len(frame)), column.start + codes] = 1.0
-        if not np.isfinite(out).all():
-            bad = np.argwhere(~np.isfinite(out))[0]
+                codes = _category_codes(series, column, allow_missing)
+                known = codes >= 0
+                out[np.flatnonzero(known), column.start + codes[known]] = 1.0
+                out[~known, column.start:column.stop] = np.nan
+        bad_mask = ~np.isfinite(out)
+        if allow_missing:
+            bad_mask &= ~np.isnan(out)
+        if bad_mask.any():
+            bad = np.argwhere(bad_mask)[0]
             raise DataValidationError(
                 f"An encoded value at row {bad[0]} overflows float32 after standardisation; "
                 "rescale the numeric columns before fitting."
@@ -317,7 +359,9 @@ def as_frame(X, names=None) -> pd.DataFrame:
     return pd.DataFrame(array, columns=columns)
 
 
-def _categories_of(series: pd.Series, name) -> list:
+def _categories_of(series: pd.Series, name, allow_missing: bool = False) -> list:
+    if allow_missing:
+        series = series.dropna()
     if series.isna().any():
         row = int(np.flatnonzero(series.isna().to_numpy())[0])
         raise DataValidationError(
@@ -333,11 +377,15 @@ def _categories_of(series: pd.Series, name) -> list:
         return sorted(values, key=lambda v: (type(v).__name__, str(v)))
 
 
-def _category_codes(series: pd.Series, column: Column) -> np.ndarray:
+def _category_codes(series: pd.Series, column: Column,
+                    allow_missing: bool = False) -> np.ndarray:
     codes = pd.Categorical(series.to_numpy(dtype=object), categories=list(column.categories)).codes
     codes = np.asarray(codes)
-    if (codes < 0).any():
-        row = int(np.flatnonzero(codes < 0)[0])
+    unknown = codes < 0
+    if allow_missing:
+        unknown &= series.notna().to_numpy()
+    if unknown.any():
+        row = int(np.flatnonzero(unknown)[0])
         value = series.iloc[row]
         known = list(column.categories)
         shown = known if len(known) <= 10 else known[:10] + ["..."]
@@ -350,11 +398,13 @@ def _category_codes(series: pd.Series, column: Column) -> np.ndarray:
     return codes
 
 
-def _binary_column(series: pd.Series, name) -> np.ndarray:
+def _binary_column(series: pd.Series, name, allow_missing: bool = False) -> np.ndarray:
     if _is_bool_dtype(series) and not series.isna().any():
         return series.to_numpy(dtype=np.float32)
     values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     bad = ~np.isin(values, (0.0, 1.0))
+    if allow_missing:
+        bad &= series.notna().to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise DataValidationError(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 from numbers import Integral, Real
 
 import numpy as np
 
 from .._compat import Interval, StrOptions, _fit_context
 from .._random import resolve_seed, torch_seeded
+from ..exceptions import TrainingDivergedError
 from ._base import BaseDetector
 
 logger = logging.getLogger(__name__)
@@ -80,6 +82,26 @@ class Autoencoder(BaseDetector):
         validation split. Global random state is never touched.
     verbose : int, default=0
         ``>= 1`` shows a progress bar and logs epochs (logger ``aepipe``).
+    handle_missing : {"error", "mask"}, default="error"
+        ``"error"``: a missing value (NaN, None) raises a
+        :class:`~aepipe.exceptions.DataValidationError` naming its column and
+        row. ``"mask"``: missing entries are modelled: the network reads them
+        as a neutral value (the training mean; p=0.5 for booleans; a uniform
+        one-hot group for categories), the training loss and the scores sum
+        the NLL over observed entries only (a record with fewer observed
+        entries has fewer terms, so compare scores of similarly complete
+        records), and :meth:`impute` fills them from the reconstruction.
+        Infinities are always an error, and so is a record with no observed
+        entry.
+    checkpoint_dir : str, path or None, default=None
+        Resumable training: after every epoch the weights, optimizer state and
+        history are written atomically to ``checkpoint_dir/checkpoint.pt``.
+        If training is interrupted (SIGTERM, a crash, Ctrl-C), calling
+        ``fit`` again with the same data and parameters resumes from the last
+        completed epoch and runs the remaining ``max_epochs``. A checkpoint of
+        another training raises :class:`~aepipe.exceptions.ModelFileError`;
+        delete the directory to train from scratch. Loaded with
+        ``torch.load(weights_only=True)``: no code is unpickled.
 
     Attributes
     ----------
@@ -134,6 +156,8 @@ class Autoencoder(BaseDetector):
         "callbacks": [list, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "handle_missing": [StrOptions({"error", "mask"})],
+        "checkpoint_dir": [str, os.PathLike, None],
     }
 
     _net_name = "AutoencoderNet"
@@ -161,6 +185,8 @@ class Autoencoder(BaseDetector):
         callbacks=None,
         random_state=None,
         verbose=0,
+        handle_missing="error",
+        checkpoint_dir=None,
     ):
         self.hidden_sizes = hidden_sizes
         self.latent_dim = latent_dim
@@ -182,6 +208,8 @@ class Autoencoder(BaseDetector):
         self.callbacks = callbacks
         self.random_state = random_state
         self.verbose = verbose
+        self.handle_missing = handle_missing
+        self.checkpoint_dir = checkpoint_dir
 
     # ------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=True)
@@ -290,11 +318,113 @@ class Autoencoder(BaseDetector):
             valid, tensor = TensorDataset(tensor[valid_index]), tensor[train_index]
         with torch_seeded(seed, self.device_):
             net = self._make_net(len(tensor), valid)
-            net.fit(TensorDataset(tensor), y=None)
+            net.mask_missing = self.handle_missing == "mask"
+            if self.checkpoint_dir is not None:
+                from ..nets._checkpoint import TrainingCheckpoint
+
+                net.callbacks = [*(net.callbacks or []), ("resumable_checkpoint", TrainingCheckpoint(
+                    self.checkpoint_dir, self._checkpoint_fingerprint(Z)))]
+            try:
+                net.fit(TensorDataset(tensor), y=None)
+            except TrainingDivergedError:
+                self._keep_last_good_weights(net, Z, seed)
+                raise
         # The validation split is training-only state; do not pickle it with the model.
         net.train_split = None
         self.net_ = net
         self._score_seed = seed
+
+    def _keep_last_good_weights(self, net, Z: np.ndarray, seed: int) -> None:
+        """After a divergence: stay fitted with the last good epoch's weights, or unfit."""
+        restored = getattr(net, "last_good_state_", None) is not None
+        net.last_good_state_ = None
+        net.train_split = None
+        for name in ("offset_", "net_"):
+            if hasattr(self, name):
+                delattr(self, name)
+        if not restored:
+            return
+        self.net_, self._score_seed = net, seed
+        scores = self._anomaly_score_encoded(Z)
+        if np.isfinite(scores).all():
+            self.offset_ = self._offset_from(-scores)
+        else:
+            del self.net_
+
+    def _checkpoint_fingerprint(self, Z: np.ndarray) -> str:
+        """Hash of the training data, layout and the parameters that shape the model."""
+        import hashlib
+
+        ignored = {"callbacks", "checkpoint_dir", "device", "max_epochs", "random_state",
+                   "verbose"}
+        params = sorted((k, repr(v)) for k, v in self.get_params(deep=False).items()
+                        if k not in ignored)
+        digest = hashlib.sha256(np.ascontiguousarray(Z).tobytes())
+        digest.update(repr((type(self).__name__, params, self.layout_.widths)).encode())
+        return digest.hexdigest()
+
+    def _net_input(self, module, x):
+        if getattr(self, "handle_missing", "error") == "mask":
+            return module.head.fill_missing(x)
+        return x
+
+    def _observed(self, module, x):
+        if getattr(self, "handle_missing", "error") == "mask":
+            return module.head.observed(x)
+        return None
+
+    def impute(self, X, *, n_iter: int = 10):
+        """X with its missing entries filled in by the autoencoder's reconstruction.
+
+        Missing entries start at the neutral fill value; each of ``n_iter``
+        rounds replaces them by the mean of p(x|h(x)) while observed entries
+        stay as given, so correlations learnt between columns carry the
+        observed values into the missing ones. Needs ``handle_missing="mask"``.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        n_iter : int, default=10
+
+        Returns
+        -------
+        X_imputed : ndarray or DataFrame like ``X``
+            Observed entries unchanged; missing ones imputed (in X's units).
+        """
+        import pandas as pd
+        import torch
+        from sklearn.utils.validation import check_is_fitted
+
+        from .._tabular import as_frame
+
+        check_is_fitted(self)
+        if self.handle_missing != "mask":
+            raise ValueError(
+                f"impute needs handle_missing='mask'; this {type(self).__name__} was fitted "
+                f"with handle_missing={self.handle_missing!r}."
+            )
+        Z = self._validate_input(X, reset=False)
+
+        def fill(module, x):
+            missing = torch.isnan(x)
+            current = module.head.fill_missing(x)
+            for _ in range(int(n_iter)):
+                current = torch.where(missing, module.head.mean(module(current).params), x)
+            return current
+
+        decoded = self.layout_.decode(self._batches(Z, fill), like=X)
+        if self.layout_.numeric_only:
+            values = np.asarray(X, dtype=np.float64)
+            out = np.where(np.isnan(values), np.asarray(decoded, dtype=np.float64), values)
+            if isinstance(X, pd.DataFrame):
+                return pd.DataFrame(out, columns=X.columns, index=X.index)
+            return out
+        frame = as_frame(X, self.layout_.names).copy()
+        for name in self.layout_.names:
+            missing = frame[name].isna()
+            if missing.any():
+                frame[name] = frame[name].where(~missing, decoded[name].to_numpy())
+        return frame
 
     @property
     def _n_features_out(self) -> int:
@@ -321,11 +451,12 @@ class Autoencoder(BaseDetector):
         return np.concatenate(outputs)
 
     def _column_scores(self, Z: np.ndarray) -> np.ndarray:
-        nll = self._batches(Z, lambda m, x: m.head.nll(m(x).params, x))
+        nll = self._batches(Z, lambda m, x: m.head.nll(
+            m(self._net_input(m, x)).params, x, self._observed(m, x)))
         return nll.astype(np.float64)
 
     def _encode_latent(self, Z: np.ndarray) -> np.ndarray:
-        return self._batches(Z, lambda m, x: m.encode(x).code)
+        return self._batches(Z, lambda m, x: m.encode(self._net_input(m, x)).code)
 
     def _decode_latent(self, H: np.ndarray) -> np.ndarray:
         return self._batches(H, lambda m, h: m.head.mean(m.decoder(h)))
@@ -374,7 +505,7 @@ class DenoisingAutoencoder(Autoencoder):
                  feature_types=None, standardize=True, optimizer="adam", learning_rate=1e-3,
                  weight_decay=0.0, batch_size=128, max_epochs=100, early_stopping=True,
                  validation_fraction=0.1, patience=10, contamination="auto", device="cpu",
-                 callbacks=None, random_state=None, verbose=0):
+                 callbacks=None, random_state=None, verbose=0, handle_missing="error", checkpoint_dir=None):
         super().__init__(
             hidden_sizes, latent_dim, activation=activation, dropout=dropout,
             gaussian_variance=gaussian_variance, feature_types=feature_types,
@@ -383,6 +514,7 @@ class DenoisingAutoencoder(Autoencoder):
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             patience=patience, contamination=contamination, device=device,
             callbacks=callbacks, random_state=random_state, verbose=verbose,
+            handle_missing=handle_missing, checkpoint_dir=checkpoint_dir,
         )
         self.corruption = corruption
         self.noise_level = noise_level
@@ -442,7 +574,7 @@ class SparseAutoencoder(Autoencoder):
                  optimizer="adam", learning_rate=1e-3, weight_decay=0.0, batch_size=128,
                  max_epochs=100, early_stopping=True, validation_fraction=0.1, patience=10,
                  contamination="auto", device="cpu", callbacks=None, random_state=None,
-                 verbose=0):
+                 verbose=0, handle_missing="error", checkpoint_dir=None):
         super().__init__(
             hidden_sizes, latent_dim, activation=activation, dropout=dropout,
             gaussian_variance=gaussian_variance, feature_types=feature_types,
@@ -451,6 +583,7 @@ class SparseAutoencoder(Autoencoder):
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             patience=patience, contamination=contamination, device=device,
             callbacks=callbacks, random_state=random_state, verbose=verbose,
+            handle_missing=handle_missing, checkpoint_dir=checkpoint_dir,
         )
         self.sparsity = sparsity
         self.target_activation = target_activation
@@ -503,7 +636,7 @@ class ContractiveAutoencoder(Autoencoder):
                  optimizer="adam", learning_rate=1e-3, weight_decay=0.0, batch_size=128,
                  max_epochs=100, early_stopping=True, validation_fraction=0.1, patience=10,
                  contamination="auto", device="cpu", callbacks=None, random_state=None,
-                 verbose=0):
+                 verbose=0, handle_missing="error", checkpoint_dir=None):
         super().__init__(
             hidden_sizes, latent_dim, activation=activation, dropout=dropout,
             gaussian_variance=gaussian_variance, feature_types=feature_types,
@@ -512,6 +645,7 @@ class ContractiveAutoencoder(Autoencoder):
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             patience=patience, contamination=contamination, device=device,
             callbacks=callbacks, random_state=random_state, verbose=verbose,
+            handle_missing=handle_missing, checkpoint_dir=checkpoint_dir,
         )
         self.contraction_weight = contraction_weight
         self.latent_activation = latent_activation
@@ -565,7 +699,7 @@ class VariationalAutoencoder(Autoencoder):
                  standardize=True, optimizer="adam", learning_rate=1e-3, weight_decay=0.0,
                  batch_size=128, max_epochs=100, early_stopping=True, validation_fraction=0.1,
                  patience=10, contamination="auto", device="cpu", callbacks=None,
-                 random_state=None, verbose=0):
+                 random_state=None, verbose=0, handle_missing="error", checkpoint_dir=None):
         super().__init__(
             hidden_sizes, latent_dim, activation=activation, dropout=dropout,
             gaussian_variance=gaussian_variance, feature_types=feature_types,
@@ -574,6 +708,7 @@ class VariationalAutoencoder(Autoencoder):
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             patience=patience, contamination=contamination, device=device,
             callbacks=callbacks, random_state=random_state, verbose=verbose,
+            handle_missing=handle_missing, checkpoint_dir=checkpoint_dir,
         )
         self.beta = beta
         self.n_score_samples = n_score_samples
@@ -591,9 +726,11 @@ class VariationalAutoencoder(Autoencoder):
         from ..nn import gaussian_kl
 
         def per_batch(module, x):
-            encoded = module.encode(x)
+            encoded = module.encode(self._net_input(module, x))
+            observed = self._observed(module, x)
             expected = sum(
-                module.head.nll(module.decoder(module.sample_latent(encoded.mu, encoded.log_var)), x)
+                module.head.nll(module.decoder(module.sample_latent(encoded.mu, encoded.log_var)),
+                                x, observed)
                 for _ in range(self.n_score_samples)
             ) / self.n_score_samples
             return torch.cat([expected, gaussian_kl(encoded.mu, encoded.log_var)[:, None]], dim=1)

@@ -62,7 +62,24 @@ class BaseDetector(OutlierMixin, ClassNamePrefixFeaturesOutMixin, TransformerMix
         return declared
 
     def _validate_input(self, X, *, reset: bool) -> np.ndarray:
-        """Validate X and return the encoded float32 matrix."""
+        """Validate X and return the encoded float32 matrix.
+
+        With ``handle_missing="mask"`` missing entries stay NaN in it (the
+        mask); a record with no observed entry is an error.
+        """
+        Z = self._validate_and_encode(X, reset=reset)
+        if getattr(self, "handle_missing", "error") == "mask" and len(Z):
+            empty = ~self.layout_.observed(Z).any(axis=1)
+            if empty.any():
+                row = int(np.flatnonzero(empty)[0])
+                raise DataValidationError(
+                    f"Row {row} has no observed value (every column is missing); there is "
+                    "nothing to score or learn from. Drop rows that are entirely missing."
+                )
+        return Z
+
+    def _validate_and_encode(self, X, *, reset: bool) -> np.ndarray:
+        allow_missing = getattr(self, "handle_missing", "error") == "mask"
         if reset:
             feature_types = self._check_feature_types(X)
             tabular = needs_tabular_layout(X, feature_types)
@@ -79,26 +96,31 @@ class BaseDetector(OutlierMixin, ClassNamePrefixFeaturesOutMixin, TransformerMix
                 )
             if reset:
                 self.layout_ = TabularLayout.from_frame(
-                    frame, feature_types=feature_types, standardize=self.standardize
+                    frame, feature_types=feature_types, standardize=self.standardize,
+                    allow_missing=allow_missing,
                 )
-            return self.layout_.encode(frame)
+            return self.layout_.encode(frame, allow_missing=allow_missing)
 
         if isinstance(X, pd.DataFrame):
-            _check_numeric_frame(X)
+            _check_numeric_frame(X, allow_missing)
         values = validate_data(
             self, X, reset=reset, dtype=[np.float64, np.float32], ensure_all_finite=False,
             ensure_min_samples=1,
         )
         names = self._array_names(values) if reset else self.layout_.names
-        if not np.isfinite(values).all():
-            bad_column = int(np.argwhere(~np.isfinite(values))[0][1])
+        bad_values = ~np.isfinite(values)
+        if allow_missing:
+            bad_values &= ~np.isnan(values)
+        if bad_values.any():
+            bad_column = int(np.argwhere(bad_values)[0][1])
             index = X.index if isinstance(X, pd.DataFrame) else None
-            check_finite_column(values[:, bad_column], names[bad_column], index)
+            check_finite_column(values[:, bad_column], names[bad_column], index,
+                                allow_missing=allow_missing)
         if reset:
             self.layout_ = TabularLayout.from_array(
                 values, names=names, standardize=self.standardize
             )
-        return self.layout_.encode(values)
+        return self.layout_.encode(values, allow_missing=allow_missing)
 
     def _array_names(self, X) -> list[str]:
         names = getattr(self, "feature_names_in_", None)
@@ -232,14 +254,19 @@ class BaseDetector(OutlierMixin, ClassNamePrefixFeaturesOutMixin, TransformerMix
         Z = self._validate_input(X, reset=False)
         return self.layout_.decode(self._decode_latent(self._encode_latent(Z)), like=X)
 
+    def __sklearn_is_fitted__(self) -> bool:
+        # offset_ is set last in fit: a fit that failed part-way (e.g. a
+        # training that diverged before a good epoch) leaves no offset_.
+        return hasattr(self, "offset_")
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
+        tags.input_tags.allow_nan = getattr(self, "handle_missing", "error") == "mask"
         tags.transformer_tags.preserves_dtype = ["float64"]
         return tags
 
 
-def _check_numeric_frame(X: pd.DataFrame) -> None:
+def _check_numeric_frame(X: pd.DataFrame, allow_missing: bool = False) -> None:
     """Name the column and row of the first non-numeric entry of a numeric frame."""
     from .._tabular import _numeric_column
 
@@ -248,4 +275,4 @@ def _check_numeric_frame(X: pd.DataFrame) -> None:
         if not pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(
             series.dtype
         ):
-            _numeric_column(series, name)
+            _numeric_column(series, name, allow_missing)

@@ -99,13 +99,25 @@ class EpochProgressBar(Callback):
 
 
 class AutoencoderNet(NeuralNet):
-    """skorch net whose target is its input: ``fit(TensorDataset(X))``."""
+    """skorch net whose target is its input: ``fit(TensorDataset(X))``.
 
-    def __init__(self, module, *args, criterion=NegativeLogLikelihood, **kwargs):
+    Parameters
+    ----------
+    mask_missing : bool, default=False
+        The data may hold missing entries as NaN: the network sees them as the
+        head's neutral ``fill_value`` and the loss sums over observed entries.
+
+    A non-finite training loss raises :class:`TrainingDivergedError` after
+    restoring the module weights of the last completed epoch.
+    """
+
+    def __init__(self, module, *args, criterion=NegativeLogLikelihood, mask_missing=False,
+                 **kwargs):
         kwargs.setdefault("iterator_train", TensorBatchIterator)
         kwargs.setdefault("iterator_valid", TensorBatchIterator)
         kwargs.setdefault("iterator_train__shuffle", True)
         super().__init__(module, *args, criterion=criterion, **kwargs)
+        self.mask_missing = mask_missing
 
     # -- hooks for subclasses -------------------------------------------------
     def corrupt(self, X: torch.Tensor) -> torch.Tensor:
@@ -118,19 +130,54 @@ class AutoencoderNet(NeuralNet):
 
     # -- skorch overrides -----------------------------------------------------
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        nll = self.module_.head.nll(y_pred.params, y_true)
+        if self.mask_missing:
+            head = self.module_.head
+            nll = head.nll(y_pred.params, y_true, head.observed(y_true))
+            X = None if X is None else head.fill_missing(X)
+        else:
+            nll = self.module_.head.nll(y_pred.params, y_true)
         return self.criterion_(nll) + self.penalty(y_pred, X)
+
+    def infer(self, x, **fit_params):
+        if self.mask_missing and isinstance(x, torch.Tensor):
+            x = self.module_.head.fill_missing(x)
+        return super().infer(x, **fit_params)
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        super().on_train_begin(net, X=X, y=y, **kwargs)
+        self.last_good_state_, self.last_good_epoch_ = None, None
+
+    def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        super().on_epoch_end(net, dataset_train=dataset_train, dataset_valid=dataset_valid,
+                             **kwargs)
+        # A copy of the (small) module state, restored if a later epoch diverges.
+        self.last_good_state_ = {
+            k: v.detach().clone() for k, v in self.module_.state_dict().items()
+        }
+        self.last_good_epoch_ = len(self.history)
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        super().on_train_end(net, X=X, y=y, **kwargs)
+        self.last_good_state_ = None  # training-only state: keep it out of pickles
 
     def train_step_single(self, batch, **fit_params):
         self._set_training(True)
         clean, _ = unpack_data(batch)
-        inputs = self.corrupt(clean)
+        inputs = self.corrupt(self.module_.head.fill_missing(clean) if self.mask_missing
+                              else clean)
         y_pred = self.infer(inputs, **fit_params)
         loss = self.get_loss(y_pred, clean, X=inputs, training=True)
         if not torch.isfinite(loss):
+            state = getattr(self, "last_good_state_", None)
+            if state is not None:
+                self.module_.load_state_dict(state)
+                kept = (f"The weights after epoch {self.last_good_epoch_}, the last good one, "
+                        "were restored.")
+            else:
+                kept = "No epoch completed, so there are no good weights to keep."
             raise TrainingDivergedError(
-                f"The training loss became {loss.item()} at epoch {len(self.history)}. Lower "
-                "learning_rate, standardise the inputs, or check them for extreme values."
+                f"The training loss became {loss.item()} at epoch {len(self.history)}. {kept} "
+                "Lower learning_rate, standardise the inputs, or check them for extreme values."
             )
         loss.backward()
         return {"loss": loss, "y_pred": y_pred}

@@ -174,6 +174,18 @@ class LikelihoodHead(nn.Module):
             (j, starts[j], starts[j] + width)
             for j, (kind, width) in enumerate(widths) if kind == "categorical"
         ]
+        # Missing values (NaN in the encoded input): which position starts each
+        # column, and the neutral value a missing entry is read as -- the training
+        # mean (0 in standardised units), p=0.5, a uniform one-hot group.
+        fill = torch.zeros(position)
+        for (kind, width), start in zip(widths, starts):
+            if kind == "bernoulli":
+                fill[start] = 0.5
+            elif kind == "categorical":
+                fill[start:start + width] = 1.0 / width
+        self.register_buffer("column_starts", torch.tensor(starts, dtype=torch.long),
+                             persistent=False)
+        self.register_buffer("fill_value", fill, persistent=False)
         self.gaussian_variance = gaussian_variance
         if gaussian_variance == "learned":
             self.log_var = nn.Parameter(torch.zeros(len(gaussian_cols)))
@@ -187,8 +199,25 @@ class LikelihoodHead(nn.Module):
         log_var = self.log_var.clamp(-12.0, 12.0)
         return 0.5 * (residual_sq * torch.exp(-log_var) + log_var + _LOG_2PI)
 
-    def nll(self, params: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Negative log-likelihood per original column, (n_samples, n_columns)."""
+    def observed(self, target: torch.Tensor) -> torch.Tensor:
+        """Boolean (n_samples, n_columns): columns whose entry is not missing (NaN)."""
+        return ~torch.isnan(target[:, self.column_starts])
+
+    def fill_missing(self, x: torch.Tensor) -> torch.Tensor:
+        """x with missing (NaN) entries replaced by the neutral ``fill_value``."""
+        return torch.where(torch.isnan(x), self.fill_value.to(x.dtype), x)
+
+    def nll(self, params: torch.Tensor, target: torch.Tensor,
+            observed: torch.Tensor | None = None) -> torch.Tensor:
+        """Negative log-likelihood per original column, (n_samples, n_columns).
+
+        ``observed`` (boolean, (n_samples, n_columns)) excludes missing entries:
+        their target may be NaN and their NLL is 0, so sums run over the
+        observed entries only.
+        """
+        if observed is not None:
+            out = self.nll(params, self.fill_missing(target))
+            return torch.where(observed, out, torch.zeros((), dtype=out.dtype, device=out.device))
         if self.all_gaussian:
             return self._gaussian_nll(params, target)
         out = params.new_zeros(params.shape[0], self.n_columns)
