@@ -19,6 +19,8 @@ _LAZY = {
     "anomaly_average_precision": "aepipe.scoring",
     "anomaly_roc_auc": "aepipe.scoring",
     "explain": "aepipe.scoring",
+    "load": "aepipe._persistence",
+    "save": "aepipe._persistence",
     "score_frame": "aepipe.scoring",
     "synthetic_anomaly_auc": "aepipe.scoring",
     "top_contributing_columns": "aepipe.scoring",

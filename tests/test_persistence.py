@@ -1,0 +1,168 @@
+"""aepipe.save / aepipe.load: a model file loaded without unpickling; damage is a clear error."""
+
+import hashlib
+import io
+import json
+import pickle
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import aepipe
+from aepipe import (
+    Autoencoder,
+    ContractiveAutoencoder,
+    DenoisingAutoencoder,
+    PCADetector,
+    SparseAutoencoder,
+    VariationalAutoencoder,
+)
+from aepipe.exceptions import ModelFileError
+
+FAST = dict(max_epochs=2, batch_size=32, random_state=0)
+
+
+@pytest.fixture
+def X():
+    return np.random.default_rng(0).normal(size=(50, 3))
+
+
+@pytest.fixture
+def saved(X, tmp_path):
+    return aepipe.save(Autoencoder(**FAST).fit(X), tmp_path / "model.zip")
+
+
+def _rewrite(path, change):
+    """Rewrite the zip at ``path`` with ``change(members: dict) -> dict``."""
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members = change(members)
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+def _edit_config(path, edit):
+    def change(members):
+        config = json.loads(members["config.json"])
+        edit(config)
+        members["config.json"] = json.dumps(config).encode()
+        return members
+    _rewrite(path, change)
+
+
+@pytest.mark.parametrize("estimator", [
+    Autoencoder(**FAST),
+    DenoisingAutoencoder(corruption="masking", **FAST),
+    SparseAutoencoder(sparsity="l1", **FAST),
+    ContractiveAutoencoder(**FAST),
+    VariationalAutoencoder(n_score_samples=3, **FAST),
+    Autoencoder(hidden_sizes=(8, 4), latent_dim=2, handle_missing="mask", **FAST),
+], ids=lambda e: type(e).__name__)
+def test_round_trip_gives_identical_scores_and_params(estimator, X, tmp_path):
+    estimator.fit(X)
+    loaded = aepipe.load(aepipe.save(estimator, tmp_path / "m.zip"))
+    assert type(loaded) is type(estimator)
+    assert loaded.get_params() == estimator.get_params()
+    np.testing.assert_array_equal(loaded.score_samples(X), estimator.score_samples(X))
+    np.testing.assert_array_equal(loaded.transform(X), estimator.transform(X))
+    assert loaded.offset_ == estimator.offset_
+    assert len(loaded.net_.history) == len(estimator.net_.history)
+
+
+def test_round_trip_of_a_mixed_frame_keeps_columns_and_dtypes(tmp_path):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"amount": rng.normal(size=40), "flag": rng.random(40) < 0.5,
+                          "shop": pd.Categorical(rng.choice(["a", "b"], size=40)),
+                          "code": rng.choice([1, 2, 3], size=40)})
+    est = Autoencoder(feature_types={"code": "categorical"}, **FAST).fit(frame)
+    loaded = aepipe.load(aepipe.save(est, tmp_path / "m.zip"))
+    np.testing.assert_array_equal(loaded.score_samples(frame), est.score_samples(frame))
+    pd.testing.assert_frame_equal(loaded.reconstruct(frame), est.reconstruct(frame))
+    assert list(loaded.feature_names_in_) == list(frame.columns)
+
+
+def test_file_holds_only_json_and_a_weights_only_state_dict(saved):
+    with zipfile.ZipFile(saved) as archive:
+        assert sorted(archive.namelist()) == ["config.json", "history.json", "weights.pt"]
+        config = json.loads(archive.read("config.json"))
+        torch.load(io.BytesIO(archive.read("weights.pt")), weights_only=True)
+    assert config["class"] == "Autoencoder"
+    assert {"aepipe", "torch", "scikit-learn"} <= set(config["versions"])
+
+
+def test_save_is_atomic_and_leaves_no_temporary_files(X, tmp_path):
+    est = Autoencoder(**FAST).fit(X)
+    aepipe.save(est, tmp_path / "m.zip")
+    aepipe.save(est, tmp_path / "m.zip")  # overwrite in place
+    assert [p.name for p in tmp_path.iterdir()] == ["m.zip"]
+
+
+def test_save_refuses_unsupported_and_unfitted(X, tmp_path):
+    with pytest.raises(TypeError, match="supports the autoencoder family.*joblib"):
+        aepipe.save(PCADetector().fit(X), tmp_path / "m.zip")
+    with pytest.raises(aepipe.exceptions.NotFittedError):
+        aepipe.save(Autoencoder(), tmp_path / "m.zip")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "not a readable"),
+    (lambda p: p.write_bytes(b""), "not a readable"),
+    (lambda p: p.write_text("hello"), "not a readable"),
+    (lambda p: _rewrite(p, lambda m: {**m, "config.json": b"{not json"}), "invalid config.json"),
+    (lambda p: _rewrite(p, lambda m: {k: v for k, v in m.items() if k != "weights.pt"}),
+     "has no 'weights.pt'"),
+    (lambda p: _rewrite(p, lambda m: {k: v for k, v in m.items() if k != "config.json"}),
+     "has no 'config.json'"),
+    (lambda p: _rewrite(p, lambda m: {**m, "weights.pt": m["weights.pt"][:-10]}),
+     "does not match the size/SHA-256"),
+    (lambda p: _rewrite(p, lambda m: {**m, "weights.pt": m["weights.pt"][:-1] + b"x"}),
+     "does not match the size/SHA-256"),
+    (lambda p: _edit_config(p, lambda c: c.update({"class": "os.system"})),
+     "names the class 'os.system'"),
+    (lambda p: _edit_config(p, lambda c: c.update({"format_version": 99})), "format version 99"),
+    (lambda p: _edit_config(p, lambda c: c.update({"format": "other"})), "not an aepipe model"),
+    (lambda p: _edit_config(p, lambda c: c["params"].update({"evil": 1})),
+     r"unknown parameters \['evil'\]"),
+    (lambda p: _edit_config(p, lambda c: c["params"].update({"learning_rate": "fast"})),
+     "cannot be rebuilt"),
+    (lambda p: _edit_config(p, lambda c: c["fitted"].pop("layout_")), "cannot be rebuilt"),
+    (lambda p: _edit_config(p, lambda c: c["fitted"].update({"latent_dim_": 7})),
+     "cannot be rebuilt"),
+], ids=["truncated", "empty", "text", "bad-json", "no-weights", "no-config", "short-weights",
+        "flipped-byte", "unknown-class", "future-version", "foreign-format", "unknown-param",
+        "bad-param-value", "no-layout", "wrong-shape"])
+def test_damaged_or_tampered_file_is_a_model_file_error(saved, damage, message):
+    damage(saved)
+    with pytest.raises(ModelFileError, match=message):
+        aepipe.load(saved)
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (exec, ("import pathlib; pathlib.Path('pwned').touch()",))
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_a_pickle_payload_in_the_weights_is_never_executed(saved, tmp_path):
+    payload = pickle.dumps({"w": _Exploit()})
+
+    def change(members):
+        config = json.loads(members["config.json"])
+        config["members"]["weights.pt"] = {"sha256": hashlib.sha256(payload).hexdigest(),
+                                           "size": len(payload)}
+        return {**members, "config.json": json.dumps(config).encode(), "weights.pt": payload}
+
+    _rewrite(saved, change)
+    with pytest.raises(ModelFileError, match="weights cannot be read"):
+        aepipe.load(saved)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_missing_file_is_a_model_file_error(tmp_path):
+    with pytest.raises(ModelFileError, match="does not exist"):
+        aepipe.load(tmp_path / "nope.zip")
