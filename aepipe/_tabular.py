@@ -15,6 +15,7 @@ and dtypes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from numbers import Real
 
 import numpy as np
 import pandas as pd
@@ -41,6 +42,7 @@ class Column:
     categories: tuple = ()
     ordered_categorical: bool = False
     was_categorical_dtype: bool = False
+    dtype: object = None  # a Gaussian column's numeric dtype, restored by decode
 
 
 def _is_bool_dtype(series: pd.Series) -> bool:
@@ -61,12 +63,40 @@ def infer_kind(series: pd.Series) -> str:
             f"Column {series.name!r} has dtype {dtype}; aepipe models numbers, booleans "
             "and categories. Convert it to a number (e.g. seconds since an origin) or drop it."
         )
-    if pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
+    if pd.api.types.is_object_dtype(dtype):
+        return _object_kind(series)
+    if pd.api.types.is_string_dtype(dtype):
         return CATEGORICAL
     raise DataValidationError(
         f"Column {series.name!r} has unsupported dtype {dtype}; convert it to numbers, "
         "booleans or a pandas 'category'."
     )
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _object_kind(series: pd.Series) -> str:
+    """Kind of an object column: numbers only -> Gaussian, no numbers -> categorical.
+
+    A column that mixes numbers with text is almost always a numeric column with
+    dirty entries; one category per distinct number would hide that, so say so.
+    """
+    values = series.dropna()
+    is_number = np.fromiter((_is_number(v) for v in values), dtype=bool, count=len(values))
+    if len(values) and is_number.all():
+        return GAUSSIAN
+    if is_number.any():
+        row = int(np.flatnonzero(~is_number)[0])
+        position = series.index.get_loc(values.index[row])
+        raise DataValidationError(
+            f"Column {series.name!r} mixes numbers and non-numbers: it has the value "
+            f"{values.iloc[row]!r} at {_position(series.index, int(position))}. Clean or "
+            "convert the column to numbers, or declare it categorical with "
+            f"feature_types={{{series.name!r}: 'categorical'}} when fitting."
+        )
+    return CATEGORICAL
 
 
 def needs_tabular_layout(X, feature_types) -> bool:
@@ -184,7 +214,8 @@ class TabularLayout:
                     was_categorical_dtype=is_cat,
                 )
             else:
-                column = Column(str(name), kind, start, start + 1)
+                column = Column(str(name), kind, start, start + 1,
+                                dtype=_numeric_dtype(series.dtype))
             columns.append(column)
             start = column.stop
         layout = cls(columns=columns, standardize=standardize, numeric_only=False)
@@ -316,15 +347,20 @@ class TabularLayout:
         if self.numeric_only:
             values = mean * self.scale + self.center
             if isinstance(like, pd.DataFrame):
-                return pd.DataFrame(values, columns=like.columns, index=like.index)
+                out = pd.DataFrame(values, columns=like.columns, index=like.index)
+                for j, dtype in enumerate(like.dtypes):
+                    if _numeric_dtype(dtype) is not None:
+                        out.isetitem(j, _as_dtype(values[:, j], dtype))
+                return out
             return values
         index = like.index if isinstance(like, pd.DataFrame) else None
         data, gaussian_index = {}, 0
         for column in self.columns:
             block = mean[:, column.start:column.stop]
             if column.kind == GAUSSIAN:
-                data[column.name] = (
-                    block[:, 0] * self.scale[gaussian_index] + self.center[gaussian_index]
+                data[column.name] = _as_dtype(
+                    block[:, 0] * self.scale[gaussian_index] + self.center[gaussian_index],
+                    column.dtype,
                 )
                 gaussian_index += 1
             elif column.kind == BERNOULLI:
@@ -344,6 +380,24 @@ class TabularLayout:
         """A (n_samples, n_columns) array as a DataFrame named by original column."""
         index = like.index if isinstance(like, pd.DataFrame) else None
         return pd.DataFrame(per_column, columns=self.names, index=index)
+
+
+def _numeric_dtype(dtype):
+    """The dtype a reconstruction of a numeric column is cast back to, or None."""
+    if isinstance(dtype, np.dtype) and dtype.kind in "iuf" and dtype != np.float64:
+        return dtype
+    return None
+
+
+def _as_dtype(values: np.ndarray, dtype) -> np.ndarray:
+    """Reconstructed values in a column's original dtype (integers rounded, clipped)."""
+    if dtype is None:
+        return values
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        values = np.clip(np.rint(values), info.min, info.max)
+    return values.astype(dtype)
 
 
 def as_frame(X, names=None) -> pd.DataFrame:
@@ -380,7 +434,7 @@ def _categories_of(series: pd.Series, name, allow_missing: bool = False) -> list
 def _category_codes(series: pd.Series, column: Column,
                     allow_missing: bool = False) -> np.ndarray:
     codes = pd.Categorical(series.to_numpy(dtype=object), categories=list(column.categories)).codes
-    codes = np.asarray(codes)
+    codes = np.asarray(codes, dtype=np.int64)  # int8 codes overflow as column offsets
     unknown = codes < 0
     if allow_missing:
         unknown &= series.notna().to_numpy()

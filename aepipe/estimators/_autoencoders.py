@@ -431,11 +431,11 @@ class Autoencoder(BaseDetector):
         return self.latent_dim_
 
     # ------------------------------------------------------------ inference
-    def _batches(self, Z: np.ndarray, fn):
+    def _batches(self, Z: np.ndarray, fn, module=None):
         """Apply ``fn(tensor) -> tensor`` over large batches in inference mode."""
         import torch
 
-        module = self.net_.module_
+        module = self.net_.module_ if module is None else module
         was_training = module.training
         module.eval()
         outputs = []
@@ -450,16 +450,31 @@ class Autoencoder(BaseDetector):
             return np.zeros((0, 0), dtype=np.float32)
         return np.concatenate(outputs)
 
+    def _finite_batches(self, Z: np.ndarray, fn) -> np.ndarray:
+        """``_batches`` in float32, redone in float64 if a record overflows float32.
+
+        Records far outside the training range (say 1e30 standard deviations
+        out) overflow the float32 network; they are real, extreme anomalies and
+        get a finite (huge) score from a float64 copy of the module instead.
+        """
+        out = self._batches(Z, fn)
+        if np.isfinite(out).all():
+            return out
+        import copy
+
+        module64 = copy.deepcopy(self.net_.module_).double()
+        return self._batches(np.asarray(Z, dtype=np.float64), fn, module=module64)
+
     def _column_scores(self, Z: np.ndarray) -> np.ndarray:
-        nll = self._batches(Z, lambda m, x: m.head.nll(
+        nll = self._finite_batches(Z, lambda m, x: m.head.nll(
             m(self._net_input(m, x)).params, x, self._observed(m, x)))
         return nll.astype(np.float64)
 
     def _encode_latent(self, Z: np.ndarray) -> np.ndarray:
-        return self._batches(Z, lambda m, x: m.encode(self._net_input(m, x)).code)
+        return self._finite_batches(Z, lambda m, x: m.encode(self._net_input(m, x)).code)
 
     def _decode_latent(self, H: np.ndarray) -> np.ndarray:
-        return self._batches(H, lambda m, h: m.head.mean(m.decoder(h)))
+        return self._finite_batches(H, lambda m, h: m.head.mean(m.decoder(h)))
 
 
 class DenoisingAutoencoder(Autoencoder):
@@ -737,7 +752,7 @@ class VariationalAutoencoder(Autoencoder):
 
         # Seeded per call, so the same records always get the same estimate.
         with torch_seeded(self._score_seed, self.device_):
-            out = self._batches(Z, per_batch).astype(np.float64)
+            out = self._finite_batches(Z, per_batch).astype(np.float64)
         return out[:, :-1], out[:, -1]
 
     def _column_scores(self, Z):

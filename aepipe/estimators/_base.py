@@ -29,7 +29,13 @@ from sklearn.base import (
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from .._compat import Interval, StrOptions, validate_data
-from .._tabular import TabularLayout, as_frame, check_finite_column, needs_tabular_layout
+from .._tabular import (
+    TabularLayout,
+    _numeric_column,
+    as_frame,
+    check_finite_column,
+    needs_tabular_layout,
+)
 from ..exceptions import DataValidationError
 
 logger = logging.getLogger(__name__)
@@ -103,10 +109,18 @@ class BaseDetector(OutlierMixin, ClassNamePrefixFeaturesOutMixin, TransformerMix
 
         if isinstance(X, pd.DataFrame):
             _check_numeric_frame(X, allow_missing)
-        values = validate_data(
-            self, X, reset=reset, dtype=[np.float64, np.float32], ensure_all_finite=False,
-            ensure_min_samples=1,
-        )
+        try:
+            values = validate_data(
+                self, X, reset=reset, dtype=[np.float64, np.float32], ensure_all_finite=False,
+                ensure_min_samples=1,
+            )
+        except ValueError:
+            if getattr(X, "dtype", None) == object and np.ndim(X) == 2:
+                # Name the column and row of the first entry that is not a number.
+                names = self.layout_.names if not reset else self._array_names(X)
+                for j in range(np.shape(X)[1]):
+                    _numeric_column(pd.Series(np.asarray(X)[:, j]), names[j], allow_missing)
+            raise
         names = self._array_names(values) if reset else self.layout_.names
         bad_values = ~np.isfinite(values)
         if allow_missing:

@@ -65,6 +65,18 @@ def explain(model, X, top_k: int = 3) -> pd.DataFrame:
     top : DataFrame
         As :func:`top_contributing_columns`; column names are those the
         detector sees (after the pipeline's transformers).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from aepipe import PCADetector, explain
+    >>> rng = np.random.default_rng(0)
+    >>> X = pd.DataFrame(rng.normal(size=(100, 2)) @ rng.normal(size=(2, 3)),
+    ...                  columns=["a", "b", "c"])
+    >>> det = PCADetector(n_components=2).fit(X)
+    >>> explain(det, X.head(3), top_k=2).columns.tolist()
+    ['top1_column', 'top1_score', 'top2_column', 'top2_score']
     """
     detector, Xt = _final_step_and_input(model, X)
     if not hasattr(detector, "feature_scores"):
@@ -92,6 +104,18 @@ def score_frame(model, X, top_k: int = 3) -> pd.DataFrame:
         ``predict`` outlier detector works; top columns need an aepipe one)
     X : DataFrame or array-like
     top_k : int, default=3
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from aepipe import PCADetector, score_frame
+    >>> rng = np.random.default_rng(0)
+    >>> X = pd.DataFrame(rng.normal(size=(100, 2)) @ rng.normal(size=(2, 3)),
+    ...                  columns=["a", "b", "c"])
+    >>> det = PCADetector(n_components=2).fit(X)
+    >>> list(score_frame(det, X.head(2), top_k=1).columns)
+    ['anomaly_score', 'is_anomaly', 'top1_column', 'top1_score']
     """
     index = X.index if isinstance(X, pd.DataFrame) else None
     detector, Xt = _final_step_and_input(model, X)

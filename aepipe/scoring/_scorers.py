@@ -47,12 +47,39 @@ def anomaly_labels(y) -> np.ndarray:
 
 
 def anomaly_roc_auc(estimator, X, y) -> float:
-    """ROC-AUC of the anomaly score against labels (1 = anomaly). Scorer signature."""
+    """ROC-AUC of the anomaly score against labels (1 = anomaly). Scorer signature.
+
+    Use it as ``GridSearchCV(scoring=anomaly_roc_auc)`` or in a dict of scorers.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from aepipe import PCADetector, anomaly_roc_auc
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(100, 2)) @ rng.normal(size=(2, 4))
+    >>> det = PCADetector(n_components=2).fit(X)
+    >>> X_test = np.vstack([X[:20], X[:5] + rng.normal(scale=3.0, size=(5, 4))])
+    >>> y_test = np.r_[np.zeros(20), np.ones(5)]
+    >>> anomaly_roc_auc(det, X_test, y_test)
+    1.0
+    """
     return float(roc_auc_score(anomaly_labels(y), anomaly_scores(estimator, X)))
 
 
 def anomaly_average_precision(estimator, X, y) -> float:
-    """Average precision of the anomaly score (1 = anomaly). Scorer signature."""
+    """Average precision of the anomaly score (1 = anomaly). Scorer signature.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from aepipe import PCADetector, anomaly_average_precision
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(100, 2)) @ rng.normal(size=(2, 4))
+    >>> det = PCADetector(n_components=2).fit(X)
+    >>> X_test = np.vstack([X[:20], X[:5] + rng.normal(scale=3.0, size=(5, 4))])
+    >>> anomaly_average_precision(det, X_test, np.r_[np.zeros(20), np.ones(5)])
+    1.0
+    """
     return float(average_precision_score(anomaly_labels(y), anomaly_scores(estimator, X)))
 
 
@@ -73,6 +100,16 @@ def synthetic_anomaly_auc(estimator, X, y=None, *, random_state=0) -> float:
     are independent every detector scores about 0.5, and it cannot see
     anomalies that break a single column's range. Use labelled scorers when
     labels exist. Deterministic for a given ``random_state``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from aepipe import PCADetector, synthetic_anomaly_auc
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 2)) @ rng.normal(size=(2, 5))
+    >>> det = PCADetector(n_components=2).fit(X[:100])
+    >>> synthetic_anomaly_auc(det, X[100:]) > 0.9
+    True
     """
     rng = np.random.default_rng(random_state)
     if isinstance(X, pd.DataFrame):
