@@ -56,11 +56,61 @@ def _echo_err(message: str) -> None:
     click.echo(message, err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+class _Group(click.Group):
+    """The command group, with errors turned into one ``Error: ...`` line on stderr.
+
+    Exit codes: 0 success, 1 error (bad data, config, model or tracking store),
+    2 usage error (bad or missing option), 130 interrupted. ``AEPIPE_DEBUG=1``
+    re-raises instead, with the traceback.
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        debug = os.environ.get(_DEBUG_ENV, "") not in ("", "0")
+        try:
+            rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                              standalone_mode=False, **extra)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:  # bad option, missing option, bad value
+            if debug:
+                raise
+            ctx = exc.ctx
+            hint = f" (see 'aepipe {ctx.command.name} --help')" if ctx and ctx.parent else ""
+            _echo_err(f"Error: {_first_line(exc.format_message())}{hint}")
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            if debug:
+                raise
+            _echo_err(f"Error: {_first_line(exc.format_message())}")
+            sys.exit(exc.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            _echo_err("Aborted.")
+            sys.exit(130)
+        except (ValueError, OSError, RuntimeError, LookupError) as exc:
+            # aepipe's errors (DataValidationError, ModelFileError, ConfigError,
+            # TrackingError), scikit-learn's parameter errors, missing files.
+            if debug:
+                raise
+            if isinstance(exc, OSError) and exc.filename and exc.strerror:
+                message = f"{exc.strerror}: {exc.filename}"
+            else:
+                message = _first_line(exc)
+            _echo_err(f"Error: {message}")
+            sys.exit(1)
+        if standalone_mode:
+            sys.exit(0)
+        return rv
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
              no_args_is_help=True)
 @click.version_option(__version__, prog_name="aepipe")
 @click.option("-v", "--verbose", count=True, help="Show progress logs (-vv: MLflow's too).")
-def cli(verbose):
+@click.option("--threads", type=click.IntRange(1), default=None, metavar="N",
+              help="CPU threads for torch [default: 1 for demo and compare, torch's default "
+                   "otherwise].")
+@click.pass_context
+def cli(ctx, verbose, threads):
     """Anomaly detection and denoising with autoencoders: scikit-learn + skorch + MLflow.
 
     Start with `aepipe demo`. Then fit on your own CSV/Parquet file with
@@ -70,6 +120,23 @@ def cli(verbose):
     Errors print one line; set AEPIPE_DEBUG=1 for the traceback.
     """
     _quiet_libraries(verbose)
+    ctx.obj = {"threads": threads}
+
+
+def _set_threads(default: int | None) -> None:
+    """Apply --threads (or ``default``) to torch.
+
+    The models are small MLPs trained in small batches: per-batch overhead
+    dominates, and more threads mostly add synchronisation, which thrashes
+    on a shared machine. Searches therefore default to one thread.
+    """
+    ctx = click.get_current_context(silent=True)
+    threads = (ctx.find_root().obj or {}).get("threads") if ctx else None
+    if threads is None and (default is None or "OMP_NUM_THREADS" in os.environ):
+        return
+    import torch
+
+    torch.set_num_threads(threads or default)
 
 
 # ---------------------------------------------------------------- search runs
@@ -184,6 +251,7 @@ def demo(out_dir, quick, n_samples, max_epochs, cv, seed, experiment, tracking_u
     from ..pipelines import make_ae_vs_pca_search
 
     started = time.perf_counter()
+    _set_threads(1)
     n_samples = n_samples or (300 if quick else 1500)
     settings = dict(
         max_epochs=max_epochs or (2 if quick else 30),
@@ -246,6 +314,7 @@ def fit(pipeline_config, data, label_column, drop_column, experiment, run_name,
     frame = plain_categories(read_table(data))
     frame, y = _split_label(frame, label_column, data)
     frame = _drop_columns(frame, drop_column, data)
+    _set_threads(None)
     if isinstance(model, GridSearchCV):
         needs_labels = [name for name in model.scoring if name != "synthetic_auc"]
         if y is None and needs_labels:
@@ -276,7 +345,7 @@ def _score_stream(model, data, *, chunk_size, id_column, drop_column, top_k, wri
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from ._io import check_columns, iter_table
+    from ._io import iter_table
 
     model.top_k = top_k
     n_rows = 0
@@ -285,9 +354,6 @@ def _score_stream(model, data, *, chunk_size, id_column, drop_column, top_k, wri
     with tqdm(desc="scoring", unit=" rows", file=sys.stderr, disable=not show_progress,
               unit_scale=True) as bar:
         for chunk in iter_table(data, chunk_size):
-            if n_rows == 0:
-                check_columns(chunk, [id_column, *drop_column], data,
-                              "--id-column" if id_column not in chunk.columns else "--drop-column")
             ids = chunk[id_column].to_numpy() if id_column else chunk.index.to_numpy()
             features = chunk.drop(columns=[c for c in (id_column, *drop_column) if c])
             scored = model.predict(None, features)
@@ -343,9 +409,9 @@ def score(model, data, out, id_column, drop_column, top_k, chunk_size, tracking_
     anomalous), is_anomaly, then top1_column, top1_score, ... The output file
     appears only when every row has been scored (a temporary file is renamed).
     """
-    from ._io import atomic_table_writer, existing_data, table_format
+    from ._io import atomic_table_writer, table_format
 
-    existing_data(data)
+    _check_header(data, [id_column, *drop_column])
     table_format(Path(out))
     if scheduler:
         if drop_column:
@@ -364,12 +430,22 @@ def score(model, data, out, id_column, drop_column, top_k, chunk_size, tracking_
                                         id_column=id_column, top_k=top_k)
     else:
         anomaly_model = load_model_for_cli(model, tracking_uri)
+        _set_threads(None)
         started = time.perf_counter()
         with atomic_table_writer(out) as writer:
             n_rows, _ = _score_stream(anomaly_model, data, chunk_size=chunk_size,
                                       id_column=id_column, drop_column=drop_column, top_k=top_k,
                                       writer=writer, show_progress=not no_progress)
     _echo_err(f"Scored {n_rows} records in {time.perf_counter() - started:.1f} s -> {out}")
+
+
+def _check_header(data, columns) -> None:
+    """Fail on a missing file or column before the (slow) model load."""
+    from ._io import check_columns, iter_table
+
+    header = next(iter_table(data, 1))
+    for column, option in zip(columns, ["--id-column"] + ["--drop-column"] * len(columns)):
+        check_columns(header, [column], data, option)
 
 
 def load_model_for_cli(model, tracking_uri):
@@ -400,9 +476,9 @@ def explain(model, data, id_column, drop_column, top_k, n_rows, out, chunk_size,
     """
     from contextlib import nullcontext
 
-    from ._io import atomic_table_writer, existing_data
+    from ._io import atomic_table_writer
 
-    existing_data(data)
+    _check_header(data, [id_column, *drop_column])
     anomaly_model = load_model_for_cli(model, tracking_uri)
     with (atomic_table_writer(out) if out else nullcontext()) as writer:
         total, top = _score_stream(anomaly_model, data, chunk_size=chunk_size, id_column=id_column,
@@ -453,6 +529,7 @@ def compare(data, label_column, drop_column, pipeline_config, max_epochs, cv, se
     frame = plain_categories(read_table(data))
     frame, y = _split_label(frame, label_column, data)
     frame = _drop_columns(frame, drop_column, data)
+    _set_threads(1)
     if pipeline_config:
         search = build_from_config(pipeline_config)
         if not isinstance(search, GridSearchCV):
@@ -511,37 +588,5 @@ def _first_line(exc: BaseException) -> str:
 
 
 def main(argv=None) -> None:
-    """Entry point of the ``aepipe`` command: one readable error line, exit codes 0/1/2."""
-    debug = os.environ.get(_DEBUG_ENV, "") not in ("", "0")
-    try:
-        cli.main(args=argv, prog_name="aepipe", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.UsageError as exc:  # bad option, missing argument, bad value
-        if debug:
-            raise
-        hint = f" (see 'aepipe {exc.ctx.command.name} --help')" if exc.ctx and exc.ctx.parent else ""
-        _echo_err(f"Error: {_first_line(exc.format_message())}{hint}")
-        sys.exit(2)
-    except click.ClickException as exc:
-        if debug:
-            raise
-        _echo_err(f"Error: {_first_line(exc.format_message())}")
-        sys.exit(exc.exit_code)
-    except click.Abort:
-        _echo_err("Aborted.")
-        sys.exit(130)
-    except KeyboardInterrupt:
-        _echo_err("Aborted.")
-        sys.exit(130)
-    except (ValueError, OSError, RuntimeError, LookupError) as exc:
-        # aepipe's errors (DataValidationError, ModelFileError, ConfigError, TrackingError),
-        # scikit-learn's parameter errors, missing files and unreachable stores.
-        if debug:
-            raise
-        if isinstance(exc, OSError) and exc.filename and not str(exc).startswith(("Data", "Model")):
-            message = f"{exc.strerror or _first_line(exc)}: {exc.filename}"
-        else:
-            message = _first_line(exc)
-        _echo_err(f"Error: {message}")
-        sys.exit(1)
+    """Entry point of the ``aepipe`` command: one readable error line, exit codes 0/1/2/130."""
+    cli.main(args=argv, prog_name="aepipe")

@@ -106,7 +106,7 @@ def load_odds(path):
     path = _existing_file(path, "ODDS", (".mat",))
     try:
         content = loadmat(path)
-    except (OSError, ValueError, NotImplementedError) as exc:
+    except Exception as exc:  # scipy raises MatReadError, ValueError, TypeError ... on bad files
         raise DataValidationError(
             f"ODDS file {str(path)!r} is not a readable MATLAB file: {exc}"
         ) from exc
