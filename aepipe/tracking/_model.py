@@ -1,0 +1,281 @@
+"""The pyfunc model: a fitted aepipe pipeline that MLflow can load and serve.
+
+``mlflow.sklearn`` forwards only ``predict``-like methods to pyfunc and its
+default serialisation (skops) refuses custom types, so the fitted pipeline is
+stored as a joblib artifact inside a custom :class:`mlflow.pyfunc.PythonModel`.
+
+.. warning::
+   Loading such a model unpickles the pipeline, which can execute arbitrary
+   code. Load and serve only models from a tracking store you trust.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import warnings
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.pyfunc import PythonModel
+
+from .._version import __version__
+from ..exceptions import DataValidationError, ModelFileError, TrackingError
+from ..scoring import score_frame
+from ._uri import _first_line
+
+logger = logging.getLogger(__name__)
+
+PIPELINE_ARTIFACT = "pipeline"
+_PIPELINE_FILE = "pipeline.joblib"
+
+
+class InvalidModelInputError(DataValidationError, MlflowException):
+    """Bad input to the served model: a ``DataValidationError`` that MLflow answers with 400."""
+
+    def __init__(self, message):
+        MlflowException.__init__(self, message, error_code=INVALID_PARAMETER_VALUE)
+
+
+class AnomalyModel(PythonModel):
+    """MLflow pyfunc model scoring records with a fitted aepipe detector or pipeline.
+
+    ``predict(context, df)`` validates ``df`` against the training columns and
+    returns :func:`aepipe.scoring.score_frame`: ``anomaly_score`` (higher = more
+    anomalous), ``is_anomaly``, ``top1_column``, ``top1_score``, ...
+
+    Parameters
+    ----------
+    pipeline : fitted estimator or None, default=None
+        When None (as logged by :func:`log_model`), the pipeline is read from
+        the ``pipeline`` artifact in ``load_context``. Loading unpickles it:
+        trusted models only.
+    columns : list of str
+        Input columns, in training order.
+    numeric_columns : list of str or None, default=None
+        Columns that must be numeric (default: all).
+    feature_names : bool, default=True
+        Whether the pipeline was fitted on a DataFrame (else it gets an array).
+    top_k : int, default=3
+
+    Notes
+    -----
+    Column order in the input does not matter (columns are selected by name);
+    missing or unexpected columns and non-numeric values in numeric columns
+    raise :class:`InvalidModelInputError` naming the column and row.
+    """
+
+    def __init__(self, pipeline=None, *, columns, numeric_columns=None, feature_names=True,
+                 top_k=3):
+        self.pipeline = pipeline
+        self.columns = [str(c) for c in columns]
+        self.numeric_columns = (
+            list(self.columns) if numeric_columns is None else [str(c) for c in numeric_columns]
+        )
+        self.feature_names = feature_names
+        self.top_k = top_k
+
+    def load_context(self, context):
+        path = context.artifacts.get(PIPELINE_ARTIFACT) if context is not None else None
+        if path is None:
+            return
+        self.pipeline = _load_pipeline(path)
+
+    def validate(self, model_input) -> pd.DataFrame | np.ndarray:
+        """Check ``model_input`` and return what the pipeline expects."""
+        if not isinstance(model_input, pd.DataFrame):
+            values = np.asarray(model_input, dtype=object)
+            if values.ndim != 2 or values.shape[1] != len(self.columns):
+                raise InvalidModelInputError(
+                    f"Expected a table with columns {self.columns}; got an array of shape "
+                    f"{values.shape}. Send a DataFrame (dataframe_split or dataframe_records)."
+                )
+            model_input = pd.DataFrame(values, columns=self.columns)
+        present = [str(c) for c in model_input.columns]
+        missing = [c for c in self.columns if c not in present]
+        if missing:
+            raise InvalidModelInputError(
+                f"Missing column(s) {missing}; the model expects columns {self.columns}."
+            )
+        extra = [c for c in present if c not in self.columns]
+        if extra:
+            raise InvalidModelInputError(
+                f"Unexpected column(s) {extra}; the model expects columns {self.columns}."
+            )
+        if len(model_input) == 0:
+            raise InvalidModelInputError("Got no rows to score; send at least one record.")
+        frame = model_input.set_axis(present, axis=1)[self.columns]
+        converted = {}
+        for column in self.numeric_columns:
+            series = frame[column]
+            if pd.api.types.is_bool_dtype(series) or not pd.api.types.is_numeric_dtype(series):
+                numbers = pd.to_numeric(series, errors="coerce")
+                bad = numbers.isna() & series.notna()
+                if pd.api.types.is_bool_dtype(series) or bad.any():
+                    row = series.index[bad.to_numpy()][0] if bad.any() else series.index[0]
+                    raise InvalidModelInputError(
+                        f"Column {column!r} must be numeric; row {row} has {series[row]!r}."
+                    )
+                converted[column] = numbers.astype(np.float64)
+        if converted:
+            frame = frame.assign(**converted)
+        return frame if self.feature_names else frame.to_numpy()
+
+    def predict(self, context, model_input, params=None):
+        """Score ``model_input`` (a DataFrame); see :func:`aepipe.scoring.score_frame`."""
+        if self.pipeline is None:
+            raise ModelFileError("AnomalyModel has no pipeline; load it with load_model().")
+        X = self.validate(model_input)
+        index = model_input.index if isinstance(model_input, pd.DataFrame) else None
+        try:
+            out = score_frame(self.pipeline, X, top_k=self.top_k)
+        except ValueError as exc:  # DataValidationError and sklearn's input errors
+            raise InvalidModelInputError(_first_line(exc)) from exc
+        if index is not None:
+            out.index = index
+        return out
+
+
+def _load_pipeline(path):
+    import joblib
+
+    try:
+        return joblib.load(path)
+    except FileNotFoundError:
+        raise ModelFileError(f"Model file {path} is missing.") from None
+    except Exception as exc:  # truncated/tampered pickles fail in many ways
+        raise ModelFileError(
+            f"Model file {path} is truncated, corrupted or from an incompatible version "
+            f"({type(exc).__name__}: {_first_line(exc)})."
+        ) from None
+
+
+def _input_frame(pipeline, X) -> tuple[pd.DataFrame, bool]:
+    """X as a DataFrame with the names the pipeline saw, and whether it saw names."""
+    if isinstance(X, pd.DataFrame):
+        return X, True
+    values = np.asarray(X)
+    names = getattr(pipeline, "feature_names_in_", None)
+    columns = [str(c) for c in names] if names is not None else [
+        f"x{j}" for j in range(values.shape[1])
+    ]
+    return pd.DataFrame(values, columns=columns), False
+
+
+def _requirements() -> list[str]:
+    pins = [f"aepipe=={__version__}"]
+    for dist in ("mlflow", "torch", "skorch", "scikit-learn", "pandas", "numpy", "joblib"):
+        try:
+            pins.append(f"{dist}=={metadata.version(dist)}")
+        except metadata.PackageNotFoundError:  # pragma: no cover
+            pins.append(dist)
+    return pins
+
+
+def build_model(pipeline, X_example, *, top_k=3) -> tuple[AnomalyModel, pd.DataFrame]:
+    """The (unfitted-state-free) AnomalyModel for ``pipeline`` and an input example."""
+    frame, feature_names = _input_frame(pipeline, X_example)
+    numeric = [str(c) for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])
+               and not pd.api.types.is_bool_dtype(frame[c])]
+    model = AnomalyModel(columns=list(frame.columns), numeric_columns=numeric,
+                         feature_names=feature_names, top_k=top_k)
+    return model, frame
+
+
+def log_model(model, X_example, *, name: str = "model", registered_model_name: str | None = None,
+              top_k: int = 3) -> str:
+    """Log a fitted detector/pipeline as a servable pyfunc model in the active run.
+
+    The pipeline is saved with joblib as the ``pipeline`` artifact; loading it
+    unpickles (trusted models only). The model carries a signature (input
+    columns and types, output frame) and an input example (first 5 rows).
+
+    Parameters
+    ----------
+    model : fitted aepipe detector or Pipeline ending in one
+    X_example : DataFrame or array-like of shape (n_samples, n_features)
+        Data like the training data (a few rows suffice).
+    name : str, default="model"
+    registered_model_name : str or None, default=None
+        Also register the model under this name in the model registry.
+    top_k : int, default=3
+
+    Returns
+    -------
+    model_uri : str
+        ``models:/<model_id>`` URI, loadable with :func:`load_model`.
+    """
+    import joblib
+    import mlflow
+    from mlflow.models import infer_signature
+
+    pyfunc, frame = build_model(model, X_example, top_k=top_k)
+    example = frame.head(5)
+    scored = score_frame(model, example if pyfunc.feature_names else example.to_numpy(), top_k)
+    signature = infer_signature(example, scored)
+    with tempfile.TemporaryDirectory(prefix="aepipe-model-") as tmp, warnings.catch_warnings():
+        # Our predict validates its own input; MLflow's type-hint nudge does not apply.
+        warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
+        path = Path(tmp) / _PIPELINE_FILE
+        joblib.dump(model, path)
+        info = mlflow.pyfunc.log_model(
+            name=name,
+            python_model=pyfunc,
+            artifacts={PIPELINE_ARTIFACT: str(path)},
+            signature=signature,
+            input_example=example,
+            registered_model_name=registered_model_name,
+            pip_requirements=_requirements(),
+        )
+    return info.model_uri
+
+
+def load_model(model_uri: str, *, tracking_uri: str | None = None):
+    """Load a logged aepipe model; ``.predict(df)`` returns the scoring frame.
+
+    Loading unpickles the pipeline: load only models you trust.
+
+    Parameters
+    ----------
+    model_uri : str
+        ``runs:/<run_id>/model``, ``models:/<name>/<version>``, ``models:/<model_id>``
+        or a local path.
+    tracking_uri : str or None, default=None
+        Store to resolve ``runs:/`` and ``models:/`` URIs against (see
+        :func:`resolve_tracking_uri`).
+
+    Returns
+    -------
+    model : mlflow.pyfunc.PyFuncModel
+
+    Raises
+    ------
+    TrackingError
+        The URI does not exist or the store cannot be reached.
+    ModelFileError
+        The pipeline file inside the model is missing or corrupted.
+    """
+    import mlflow
+
+    from ._uri import check_reachable, resolve_tracking_uri, using_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    check_reachable(uri)
+    with using_tracking_uri(uri):
+        try:
+            return mlflow.pyfunc.load_model(model_uri)
+        except ModelFileError:
+            raise
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(exc).lower() \
+                    or "does not exist" in str(exc).lower():
+                raise TrackingError(
+                    f"Model URI {model_uri!r} does not exist in tracking store {uri}."
+                ) from None
+            raise TrackingError(f"Cannot load model {model_uri!r}: {_first_line(exc)}") from None
+        except OSError as exc:
+            raise TrackingError(f"Cannot load model {model_uri!r}: {_first_line(exc)}") from None
