@@ -42,7 +42,9 @@ def _final_step_and_input(model, X):
         return model, X
     head = model[:-1]
     Xt = head.transform(X) if len(head) else X
-    if not hasattr(Xt, "columns") and hasattr(head, "get_feature_names_out") and len(head):
+    # Names only help a detector that was fitted with names (else sklearn warns).
+    if (not hasattr(Xt, "columns") and hasattr(model[-1], "feature_names_in_")
+            and hasattr(head, "get_feature_names_out") and len(head)):
         try:
             names = head.get_feature_names_out()
             Xt = pd.DataFrame(Xt, columns=names, index=getattr(X, "index", None))
