@@ -24,7 +24,9 @@ def serve_command(model_uri: str, *, host: str = "127.0.0.1", port: int = 5000) 
     Equivalent to ``mlflow models serve -m <uri> -h <host> -p <port>
     --env-manager local``, run with this Python so the served model sees the
     same aepipe, torch and scikit-learn. ``runs:/`` and ``models:/`` URIs are
-    resolved against ``MLFLOW_TRACKING_URI`` in the server's environment.
+    resolved against ``MLFLOW_TRACKING_URI`` in the server's environment, and
+    the environment's ``bin`` directory must be on ``PATH`` (MLflow starts
+    ``uvicorn`` by name), as it is in an activated virtual environment.
 
     Parameters
     ----------
@@ -78,6 +80,8 @@ def served_model(model_uri: str, *, tracking_uri: str | None = None, host: str =
     """
     port = port or free_port(host)
     env = dict(os.environ)
+    # mlflow execs `uvicorn` by name: the environment's bin directory must be on PATH.
+    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
     if tracking_uri:
         env["MLFLOW_TRACKING_URI"] = tracking_uri
     # A file, not a pipe, for the server's log: an unread pipe fills and blocks the server.

@@ -1,0 +1,79 @@
+"""End to end: the real ``mlflow models serve`` on a loopback port scores like Python does."""
+
+import re
+import socket
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from aepipe.estimators import PCADetector
+from aepipe.scoring import score_frame
+
+pytest.importorskip("mlflow")
+
+from aepipe.tracking import track_fit  # noqa: E402
+from aepipe.tracking._serve import free_port, post_json, served_model  # noqa: E402
+
+pytestmark = pytest.mark.e2e
+
+COLUMNS = ["a", "b", "c", "d"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A tracked PCA pipeline served for the whole module; always stopped at the end."""
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(100, 4)) @ rng.normal(size=(4, 4)), columns=COLUMNS)
+    store = tmp_path_factory.mktemp("serve-store")
+    pipe = Pipeline([("scale", StandardScaler()), ("pca", PCADetector(n_components=2))])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(store)
+        run = track_fit(pipe, X, tracking_uri=f"sqlite:///{store}/mlflow.db")
+    port = free_port()
+    with served_model(run.model_uri, tracking_uri=run.tracking_uri, port=port,
+                      startup_timeout=45) as url:
+        yield url, pipe, X
+    with pytest.raises(OSError):  # the server is gone
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def _frame(body):
+    return pd.DataFrame(body["predictions"])
+
+
+@pytest.mark.parametrize("orient", ["dataframe_split", "dataframe_records"])
+def test_served_scores_equal_in_memory_scores(server, orient):
+    url, pipe, X = server
+    new = X.iloc[:20]
+    payload = new.to_dict(orient="split" if orient == "dataframe_split" else "records")
+    if orient == "dataframe_split":
+        payload.pop("index")
+    status, body = post_json(f"{url}/invocations", {orient: payload})
+    assert status == 200, body
+    served, expected = _frame(body), score_frame(pipe, new).reset_index(drop=True)
+    np.testing.assert_array_equal(served["anomaly_score"], expected["anomaly_score"])
+    np.testing.assert_array_equal(served["is_anomaly"], expected["is_anomaly"])
+    np.testing.assert_array_equal(served["top1_column"], expected["top1_column"])
+    np.testing.assert_array_equal(served["top1_score"], expected["top1_score"])
+
+
+@pytest.mark.parametrize("records, pattern", [
+    ([{"a": 1.0, "b": 2.0, "c": 3.0}], r"missing inputs \['d'\]"),
+    ([{"a": 1.0, "b": "abc", "c": 3.0, "d": 4.0}], r"column b .*'abc'"),
+    ([{"a": None, "b": 2.0, "c": 3.0, "d": 4.0}], r"missing value \(NaN\) at row 0"),
+], ids=["missing-column", "string-in-numeric-column", "null-value"])
+def test_malformed_payload_is_a_readable_4xx(server, records, pattern):
+    url, _, _ = server
+    status, body = post_json(f"{url}/invocations", {"dataframe_records": records})
+    assert 400 <= status < 500, body
+    assert re.search(pattern, body["message"]), body["message"]
+    assert "Traceback" not in body["message"]
+
+
+def test_invalid_json_is_a_4xx(server):
+    url, _, _ = server
+    status, _ = post_json(f"{url}/invocations", b"{not json")
+    assert 400 <= status < 500
