@@ -5,6 +5,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from aepipe import (
     Autoencoder,
+    AutoencoderEnsemble,
     ContractiveAutoencoder,
     Denoiser,
     DenoisingAutoencoder,
@@ -24,6 +25,7 @@ ESTIMATORS = [
     VariationalAutoencoder(n_score_samples=4, **FAST),
     PCADetector(),
     Denoiser(DenoisingAutoencoder(**FAST)),
+    AutoencoderEnsemble(n_estimators=3, training_steps=20, random_state=0),
 ]
 
 # Every expected failure needs a written reason.

@@ -8,11 +8,14 @@ from ._autoencoders import (
     VariationalAutoencoder,
 )
 from ._base import BaseDetector
+from ._default import make_default_detector
 from ._denoiser import Denoiser
+from ._ensemble import AutoencoderEnsemble
 from ._pca import PCADetector
 
 __all__ = [
     "Autoencoder",
+    "AutoencoderEnsemble",
     "BaseDetector",
     "ContractiveAutoencoder",
     "Denoiser",
@@ -20,4 +23,5 @@ __all__ = [
     "PCADetector",
     "SparseAutoencoder",
     "VariationalAutoencoder",
+    "make_default_detector",
 ]

@@ -11,15 +11,18 @@ from ._nets import (
     TensorDataset,
     VariationalNet,
 )
+from ._robust import EnsembleAutoencoderModule, TrimmedAutoencoderNet
 
 __all__ = [
     "AutoencoderNet",
     "ContractiveNet",
     "DenoisingNet",
+    "EnsembleAutoencoderModule",
     "EpochProgressBar",
     "NegativeLogLikelihood",
     "SparseNet",
     "TensorBatchIterator",
     "TensorDataset",
+    "TrimmedAutoencoderNet",
     "VariationalNet",
 ]
