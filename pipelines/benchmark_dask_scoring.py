@@ -16,8 +16,8 @@ top1_score, ...`` as Parquet):
 Each mode runs in its own subprocess so that imports, caches and peak memory
 do not leak between them; peak memory is the largest summed RSS of that
 subprocess and its children (the Dask scheduler, nannies and workers), sampled
-every 0.1 s. Wall time covers reading, scoring and writing (for ``dask`` also
-the cluster start, reported separately). The temporary directory is removed
+every 0.1 s. Wall time covers reading, scoring and writing; the cluster start
+and the workers' imports are reported separately as start-up. The temporary directory is removed
 at the end.
 
 Examples
@@ -142,6 +142,12 @@ def run_streaming(args) -> dict:
             "peak_bytes": memory.peak}
 
 
+def _warm_imports() -> None:
+    import aepipe.estimators  # noqa: F401
+    import aepipe.scoring  # noqa: F401
+    import torch  # noqa: F401
+
+
 def run_dask(args) -> dict:
     import joblib
     from distributed import Client, LocalCluster
@@ -155,6 +161,8 @@ def run_dask(args) -> dict:
                           dashboard_address=None, host="127.0.0.1") as cluster, \
                 Client(cluster) as client:
             client.wait_for_workers(args.workers)
+            # Imports on the workers count as start-up, as joblib.load's do for streaming.
+            client.run(_warm_imports)
             startup = time.perf_counter() - start
             n_rows = score_file_distributed(
                 model, args.data, Path(args.out) / "dask.parquet", scheduler=client,
