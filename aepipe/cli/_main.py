@@ -340,7 +340,7 @@ def fit(pipeline_config, data, label_column, drop_column, experiment, run_name,
 
 # ---------------------------------------------------------------- score / explain
 def _score_stream(model, data, *, chunk_size, id_column, drop_column, top_k, writer=None,
-                  keep_top=0, show_progress=False):
+                  keep_top=0, show_progress=False, rejected=None):
     """Score a file chunk by chunk; write each chunk; keep the ``keep_top`` most anomalous rows."""
     import pandas as pd
     from tqdm.auto import tqdm
@@ -356,6 +356,15 @@ def _score_stream(model, data, *, chunk_size, id_column, drop_column, top_k, wri
         for chunk in iter_table(data, chunk_size):
             ids = chunk[id_column].to_numpy() if id_column else chunk.index.to_numpy()
             features = chunk.drop(columns=[c for c in (id_column, *drop_column) if c])
+            if rejected is not None:  # --on-error skip: score the good rows, report the rest
+                from ..scoring._validate import split_valid_rows
+
+                features, report = split_valid_rows(
+                    model, features, score=lambda part: model.predict(None, part))
+                rejected.append(report)
+                ids = ids[chunk.index.get_indexer(features.index)]
+                if len(features) == 0:
+                    continue
             scored = model.predict(None, features)
             scored = scored.reset_index(drop=True)
             scored.insert(0, id_name, ids)
@@ -401,8 +410,16 @@ _drop_option = click.option(
               help="Score on a Dask cluster (e.g. tcp://host:8786) instead of locally; "
                    "needs the dask extra.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail",
+              show_default=True,
+              help="Bad rows (missing/non-numeric values, unseen categories ...): 'fail' stops "
+                   "before any output appears; 'skip' scores the good rows and writes the "
+                   "rejected ones (row, column, reason) to --rejected.")
+@click.option("--rejected", "rejected_out", type=click.Path(dir_okay=False), default=None,
+              help="Report of rejected rows for --on-error skip (.csv or .parquet). "
+                   "Default: OUT with the suffix '.rejected.csv'.")
 def score(model, data, out, id_column, drop_column, top_k, chunk_size, tracking_uri, scheduler,
-          no_progress):
+          no_progress, on_error, rejected_out):
     """Score records from a file in chunks and write one row of scores per record.
 
     Output columns: the id column (or 'row'), anomaly_score (higher = more
@@ -432,11 +449,31 @@ def score(model, data, out, id_column, drop_column, top_k, chunk_size, tracking_
         anomaly_model = load_model_for_cli(model, tracking_uri)
         _set_threads(None)
         started = time.perf_counter()
+        reports = [] if on_error == "skip" else None
         with atomic_table_writer(out) as writer:
             n_rows, _ = _score_stream(anomaly_model, data, chunk_size=chunk_size,
                                       id_column=id_column, drop_column=drop_column, top_k=top_k,
-                                      writer=writer, show_progress=not no_progress)
+                                      writer=writer, show_progress=not no_progress,
+                                      rejected=reports)
+            if reports is not None:
+                # Written before the output is renamed into place: both or neither.
+                _write_rejected(reports, rejected_out or f"{out}.rejected.csv")
     _echo_err(f"Scored {n_rows} records in {time.perf_counter() - started:.1f} s -> {out}")
+
+
+def _write_rejected(reports, path) -> None:
+    import pandas as pd
+
+    from ..scoring._validate import REPORT_COLUMNS
+    from ._io import atomic_table_writer
+
+    report = pd.concat(reports, ignore_index=True) if reports else pd.DataFrame(
+        columns=REPORT_COLUMNS)
+    with atomic_table_writer(path) as writer:
+        writer.write(report)
+    if len(report):
+        _echo_err(f"Rejected {len(report)} rows -> {path} (first: row {report['row'].iloc[0]}: "
+                  f"{report['reason'].iloc[0]})")
 
 
 def _check_header(data, columns) -> None:

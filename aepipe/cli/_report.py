@@ -76,7 +76,7 @@ def plot_leaderboard(board: pd.DataFrame, path: Path) -> Path:
     labels = [f"{m}\n({p})" if p else m for m, p in zip(best["model"], best["params"])]
     y = np.arange(len(best))
     height = 0.8 / len(metrics)
-    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(best) + 1.4), dpi=100)
+    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(best) + 1.8), dpi=100)
     colors = ["#1f77b4", "#ff7f0e", "#2ca02c"]
     for i, metric in enumerate(metrics):
         values = best[metric].to_numpy()
@@ -88,10 +88,11 @@ def plot_leaderboard(board: pd.DataFrame, path: Path) -> Path:
                 transform=ax.get_yaxis_transform())
     ax.set_yticks(y, labels, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlim(0, 1)
+    low = float(np.nanmin(best[metrics].to_numpy() - best[[m + "_std" for m in metrics]].to_numpy()))
+    ax.set_xlim(max(0.0, np.floor((low - 0.02) * 20) / 20), 1)
     ax.set_xlabel("score (mean ± std over folds); fit time per fold on the right")
     ax.set_title("Autoencoders vs PCA: best candidate per model")
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=len(metrics), fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -1,0 +1,232 @@
+"""The aepipe CLI, driven through click's CliRunner and as a real subprocess.
+
+Every test runs in its own working directory with its own MLflow SQLite store
+(see conftest.py). Data are tiny and training runs 1-2 epochs.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from aepipe.cli import cli
+from aepipe.datasets import make_mixed_table
+
+COMMANDS = ["demo", "fit", "score", "compare", "explain", "serve"]
+
+TINY_AE = {
+    "description": "tiny autoencoder for tests",
+    "steps": [
+        {
+            "estimator": "Autoencoder",
+            "params": {"max_epochs": 2, "latent_dim": 2, "early_stopping": False,
+                       "random_state": 0},
+        }
+    ],
+}
+
+TINY_SEARCH = {
+    "steps": [{"estimator": "PCADetector"}],
+    "search": {
+        "param_grid": [
+            {"detector": [{"estimator": "Autoencoder",
+                           "params": {"max_epochs": 1, "early_stopping": False,
+                                      "random_state": 0}}]},
+            {"detector": [{"estimator": "PCADetector"}], "detector__n_components": [2]},
+        ],
+        "cv": 2,
+    },
+}
+
+
+def _aepipe_argv():
+    script = Path(sys.executable).with_name("aepipe")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "aepipe.cli"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def assert_one_line_error(result, code=1, match=None):
+    assert result.exit_code == code, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: ")
+    assert "Traceback" not in result.output
+    if match is not None:
+        assert match in lines[0], lines[0]
+
+
+@pytest.fixture
+def table_csv(tmp_path):
+    data = make_mixed_table(200, random_state=0)
+    frame = data.X.astype({"segment": object, "channel": object})
+    frame.insert(0, "record_id", np.arange(1000, 1200))
+    frame["label"] = data.y.to_numpy()
+    path = tmp_path / "table.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(TINY_AE))
+    return path
+
+
+@pytest.fixture
+def fitted_model(table_csv, config_file):
+    result = invoke("fit", "--pipeline", config_file, "--data", table_csv,
+                    "--label-column", "label", "--drop-column", "record_id")
+    assert result.exit_code == 0, result.output
+    return result.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_every_command_has_help(command):
+    result = invoke(*([command] if command else []), "--help")
+    assert result.exit_code == 0
+    assert "Usage: " in result.output
+    if command:
+        assert command in result.output
+
+
+def test_demo_quick_tracks_search_and_writes_plots(tmp_path):
+    import mlflow
+
+    out_dir = tmp_path / "demo-out"
+    result = invoke("demo", "--quick", "--no-progress", "--out-dir", out_dir)
+    assert result.exit_code == 0, result.output
+    for header in ("rank", "model", "ROC-AUC", "AP", "fit time (s)"):
+        assert header in result.stdout
+    for family in ("Autoencoder", "DenoisingAutoencoder", "SparseAutoencoder",
+                   "ContractiveAutoencoder", "VariationalAutoencoder", "PCADetector"):
+        assert f" {family} " in result.stdout
+    for name in ("leaderboard.png", "scores.png", "top_columns.png", "leaderboard.csv", "data.csv"):
+        assert (out_dir / name).stat().st_size > 0
+    assert (out_dir / "leaderboard.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(pd.read_csv(out_dir / "leaderboard.csv")) == 6
+    # A real store in the working directory: one parent run and one child per candidate.
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["aepipe"])
+    assert len(runs) == 7
+    assert "Model URI: models:/" in result.stdout
+
+
+def test_fit_score_explain_round_trip(tmp_path, table_csv, fitted_model):
+    assert fitted_model.startswith("models:/")
+    out = tmp_path / "scores.csv"
+    # A real process, as a user runs it: console script, exit code, files.
+    proc = subprocess.run(
+        [*_aepipe_argv(), "score", "--model", fitted_model, "--data", str(table_csv),
+         "--out", str(out), "--id-column", "record_id", "--drop-column", "label",
+         "--chunk-size", "64", "--no-progress"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    scores = pd.read_csv(out)
+    assert list(scores.columns[:3]) == ["record_id", "anomaly_score", "is_anomaly"]
+    assert "top3_column" in scores.columns
+    assert scores["record_id"].tolist() == list(range(1000, 1200))
+
+    # Chunking does not change the scores; Parquet output and row numbers work.
+    parquet = tmp_path / "scores.parquet"
+    result = invoke("score", "--model", fitted_model, "--data", table_csv, "--out", parquet,
+                    "--drop-column", "label", "--drop-column", "record_id", "--chunk-size", "1000",
+                    "--top-k", "1")
+    assert result.exit_code == 0, result.output
+    whole = pd.read_parquet(parquet)
+    assert whole["row"].tolist() == list(range(200))
+    np.testing.assert_allclose(whole["anomaly_score"], scores["anomaly_score"], rtol=1e-5)
+    assert "top2_column" not in whole.columns
+
+    result = invoke("explain", "--model", fitted_model, "--data", table_csv,
+                    "--id-column", "record_id", "--drop-column", "label", "--rows", "4",
+                    "--top-k", "2")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 5
+    top_id = int(scores.loc[scores["anomaly_score"].idxmax(), "record_id"])
+    assert lines[1].startswith(f"record_id={top_id}")
+
+    result = invoke("serve", "--model", fitted_model, "--port", "5123", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "mlflow models serve" in result.stdout and "--env-manager local" in result.stdout
+
+
+def test_score_failure_leaves_no_partial_output(tmp_path, table_csv, fitted_model):
+    frame = pd.read_csv(table_csv)
+    frame["amount"] = frame["amount"].astype(object)
+    frame.loc[150, "amount"] = "not-a-number"
+    bad = tmp_path / "bad.csv"
+    frame.to_csv(bad, index=False)
+    out = tmp_path / "scores.csv"
+    out.write_text("previous result\n")
+    result = invoke("score", "--model", fitted_model, "--data", bad, "--out", out,
+                    "--id-column", "record_id", "--drop-column", "label", "--chunk-size", "50")
+    assert_one_line_error(result, match="amount")
+    assert out.read_text() == "previous result\n"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".scores")) == []
+
+
+def test_fit_search_config_prints_leaderboard(tmp_path, table_csv):
+    config = tmp_path / "search.json"
+    config.write_text(json.dumps(TINY_SEARCH))
+    result = invoke("compare", "--pipeline", config, "--data", table_csv,
+                    "--label-column", "label", "--drop-column", "record_id",
+                    "--out-dir", tmp_path / "cmp")
+    assert result.exit_code == 0, result.output
+    assert "PCADetector" in result.stdout and "Autoencoder" in result.stdout
+    assert (tmp_path / "cmp" / "leaderboard.png").exists()
+
+
+@pytest.mark.parametrize(
+    "args, code, match",
+    [
+        (["fit", "--pipeline", "tabular_mixed", "--data", "missing.csv"], 1, "missing.csv"),
+        (["fit", "--pipeline", "no_such_config", "--data", "{csv}"], 1, "ready-made"),
+        (["fit", "--pipeline", "{bad_config}", "--data", "{csv}"], 1, "'stepz'"),
+        (["fit", "--pipeline", "{config}", "--data", "{csv}", "--label-column", "nope"], 1,
+         "'nope'"),
+        (["fit", "--pipeline", "{config}", "--data", "{csv}", "--tracking-uri",
+          "http://127.0.0.1:9"], 1, "Cannot reach"),
+        (["fit", "--pipeline", "{config}", "--data", "{txt}"], 2, "unsupported suffix"),
+        (["score", "--model", "no/such/model", "--data", "{csv}", "--out", "o.csv"], 1,
+         "no/such/model"),
+        (["score", "--model", "x", "--data", "{csv}", "--out", "o.csv", "--id-column", "nope"],
+         1, "--id-column 'nope'"),
+        (["score", "--model", "x", "--data", "{csv}", "--out", "o.xlsx"], 2, "o.xlsx"),
+        (["score", "--data", "{csv}", "--out", "o.csv"], 2, "--model"),
+        (["explain", "--model", "{csv}", "--data", "{csv}"], 1, "not an MLflow model"),
+        (["compare", "--data", "{csv}", "--label-column", "segment"], 1, "0/1"),
+        (["demo", "--n-samples", "5"], 2, "--n-samples"),
+    ],
+)
+def test_errors_exit_nonzero_with_one_line(tmp_path, table_csv, config_file, args, code, match):
+    bad_config = tmp_path / "bad.json"
+    bad_config.write_text(json.dumps({**TINY_AE, "stepz": []}))
+    txt = tmp_path / "table.xlsx"
+    shutil.copy(table_csv, txt)
+    paths = {"csv": table_csv, "config": config_file, "bad_config": bad_config, "txt": txt}
+    result = invoke(*[a.format(**paths) for a in args])
+    assert_one_line_error(result, code=code, match=match)
+
+
+def test_error_in_a_real_process_is_one_line(tmp_path):
+    proc = subprocess.run(
+        [*_aepipe_argv(), "score", "--model", "models:/nope", "--data", "absent.csv",
+         "--out", "o.csv"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "AEPIPE_DEBUG": ""},
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == ["Error: Data file not found: 'absent.csv'."]
