@@ -112,14 +112,19 @@ def main(argv=None) -> int:
                      ("ae", Autoencoder(max_epochs=10, random_state=0))])
     rows = []
     with tempfile.TemporaryDirectory(prefix="aepipe-bench-") as tmp:
-        run = track_fit(pipe, X, experiment_name="benchmark-serving",
-                        tracking_uri=f"sqlite:///{Path(tmp)}/mlflow.db")
+        uri = f"sqlite:///{Path(tmp)}/mlflow.db"
+        # Keep the artifacts in the temporary directory too (MLflow's default is ./mlruns).
+        from mlflow import MlflowClient
+
+        MlflowClient(uri).create_experiment("benchmark-serving",
+                                            artifact_location=(Path(tmp) / "artifacts").as_uri())
+        run = track_fit(pipe, X, experiment_name="benchmark-serving", tracking_uri=uri)
         host, port = "127.0.0.1", free_port()
         records = X.sample(200, random_state=1).to_dict(orient="records")
         bodies = [json.dumps({"dataframe_records": [r]}).encode() for r in records]
         started = time.monotonic()
         with served_model(run.model_uri, tracking_uri=run.tracking_uri, host=host, port=port,
-                          startup_timeout=120) as url:
+                          startup_timeout=120):
             startup = time.monotonic() - started
             client = Client(host, port)
             client.post(bodies[0])  # warm-up: first request loads lazy imports
