@@ -1,5 +1,6 @@
 """Torch modules (encoders, decoders, likelihood heads). Imports torch."""
 
+from ._conv import ConvAutoencoderModule, ConvDecoder, ConvEncoder
 from ._modules import (
     ACTIVATIONS,
     AEOutput,
@@ -15,6 +16,9 @@ __all__ = [
     "ACTIVATIONS",
     "AEOutput",
     "AutoencoderModule",
+    "ConvAutoencoderModule",
+    "ConvDecoder",
+    "ConvEncoder",
     "LikelihoodHead",
     "MLPDecoder",
     "MLPEncoder",

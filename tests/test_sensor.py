@@ -1,0 +1,187 @@
+"""Windowing, gap policy and the windowed detectors (tiny data, few epochs)."""
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+
+from aepipe import make_default_sensor_detector
+from aepipe.exceptions import DataValidationError
+from aepipe.sensor import (
+    WindowedAutoencoder,
+    WindowedConvAutoencoder,
+    WindowedPCA,
+    find_segments,
+    plot_contributions,
+    sliding_windows,
+    window_starts,
+    windows_to_points,
+)
+from aepipe.thresholds import ContaminationThreshold
+
+FAST = dict(width=8, max_epochs=2, batch_size=32, random_state=0)
+
+
+def _stream(n=160, channels=3, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    base = np.c_[np.sin(t / 4), np.cos(t / 6), np.sin(t / 9)][:, :channels]
+    values = base + 0.05 * rng.normal(size=base.shape)
+    index = pd.date_range("2024-01-01", periods=n, freq="s")
+    return pd.DataFrame(values, index=index, columns=[f"s{j}" for j in range(channels)])
+
+
+# ------------------------------------------------------------------ windowing
+@pytest.mark.parametrize("n, width, stride, expected", [
+    (10, 4, 1, 7), (10, 4, 3, 3), (10, 4, 4, 3), (4, 4, 2, 1),
+])
+def test_window_shapes_cover_last_row(n, width, stride, expected):
+    starts = window_starts(n, width, stride)
+    assert len(starts) == expected and starts[-1] == n - width
+    windows = sliding_windows(np.arange(2 * n).reshape(n, 2), width, stride)
+    assert windows.shape == (expected, width, 2)
+    assert (windows[-1, :, 0] == 2 * np.arange(starts[-1], starts[-1] + width)).all()
+
+
+def test_window_to_point_rules():
+    starts = np.array([0, 1, 2])
+    scores = np.array([1.0, 2.0, 6.0])
+    assert windows_to_points(scores, starts, 3, 5, "mean").tolist() == [1, 1.5, 3, 4, 6]
+    assert windows_to_points(scores, starts, 3, 5, "max").tolist() == [1, 2, 6, 6, 6]
+    assert windows_to_points(scores, starts, 3, 5, "last").tolist() == [1, 1, 1, 2, 6]
+    two = windows_to_points(np.c_[scores, 2 * scores], starts, 3, 5, "mean")
+    assert two.shape == (5, 2) and (two[:, 1] == 2 * two[:, 0]).all()
+
+
+def test_segments_and_gap_policy():
+    times = np.array([0, 1, 2, 3, 20, 21, 22], dtype=float)
+    assert find_segments(times) == [(0, 4), (4, 7)]
+    assert find_segments(times, gap_policy="ignore") == [(0, 7)]
+    with pytest.raises(DataValidationError, match="gap_policy='split'"):
+        find_segments(times, gap_policy="raise")
+    with pytest.raises(DataValidationError, match="strictly increasing"):
+        find_segments(np.array([0, 2, 1.0]))
+
+
+def test_detector_splits_at_gaps_and_refuses_short_segments():
+    frame = _stream(120)
+    gapped = frame.copy()
+    gapped.index = frame.index.where(np.arange(120) < 60, frame.index + pd.Timedelta("1h"))
+    det = WindowedPCA(width=5).fit(gapped)
+    assert det.score_samples(gapped).shape == (120,)
+    with pytest.raises(DataValidationError, match="gap"):
+        WindowedPCA(width=5, gap_policy="raise").fit(gapped)
+    short = frame.copy()
+    short.index = frame.index.where(np.arange(120) < 3, frame.index + pd.Timedelta("1h"))
+    with pytest.raises(DataValidationError, match="shorter than width=5"):
+        WindowedPCA(width=5).fit(short)
+
+
+def test_time_column_and_unsorted_time():
+    frame = _stream(100).reset_index(names="ts")
+    det = WindowedPCA(width=4, time_column="ts").fit(frame)
+    assert det.n_features_in_ == 3
+    with pytest.raises(DataValidationError, match="strictly increasing"):
+        det.score_samples(frame.iloc[::-1])
+    with pytest.raises(DataValidationError, match="time_column"):
+        WindowedPCA(time_column="nope").fit(frame)
+
+
+# ------------------------------------------------------------------ detectors
+DETECTORS = [
+    WindowedAutoencoder(**FAST),
+    WindowedAutoencoder(noise_level=0.2, **FAST),
+    WindowedAutoencoder(variational=True, **FAST),
+    WindowedConvAutoencoder(**FAST),
+    WindowedPCA(width=8),
+    WindowedPCA(width=1, statistic="q"),
+]
+
+
+@pytest.mark.parametrize("detector", DETECTORS, ids=lambda d: repr(d)[:60])
+def test_per_timestamp_outputs(detector):
+    frame = _stream()
+    det = clone(detector).fit(frame)
+    scores = det.score_samples(frame)
+    assert scores.shape == (len(frame),) and np.isfinite(scores).all()
+    contributions = det.feature_scores(frame)
+    assert list(contributions.columns) == ["s0", "s1", "s2"]
+    assert contributions.index.equals(frame.index)
+    np.testing.assert_allclose(contributions.sum(axis=1), -scores, rtol=1e-6, atol=1e-9)
+    assert set(np.unique(det.predict(frame))) <= {-1, 1}
+    np.testing.assert_allclose(det.decision_function(frame), scores + det.threshold_)
+    recon = det.reconstruct(frame)
+    assert recon.shape == frame.shape and recon.index.equals(frame.index)
+    assert isinstance(det.reconstruct(frame.to_numpy()), np.ndarray)
+
+
+def test_channel_contribution_points_at_the_broken_sensor():
+    frame = _stream(200)
+    det = WindowedPCA(width=4).fit(frame.iloc[:150])
+    broken = frame.copy()
+    broken.iloc[170:180, 1] += 3.0
+    top = det.feature_scores(broken).iloc[170:180].sum().idxmax()
+    assert top == "s1"
+    assert (det.predict(broken)[172:178] == -1).all()
+
+
+def test_conv_module_shapes():
+    import torch
+
+    from aepipe.nn import ConvAutoencoderModule
+
+    for width in (1, 5, 16, 33):
+        module = ConvAutoencoderModule(n_channels=3, width=width, latent_dim=4,
+                                       variational=True)
+        out = module(torch.zeros(2, 3 * width))
+        assert out.params.shape == (2, 3 * width) and out.code.shape == (2, 4)
+        assert module.head.nll(out.params, torch.zeros(2, 3 * width)).shape == (2, 3 * width)
+
+
+def test_determinism_and_no_global_rng():
+    import torch
+
+    frame = _stream()
+    state = torch.random.get_rng_state()
+    np_state = np.random.get_state()[1].copy()
+    a = WindowedConvAutoencoder(**FAST).fit(frame).score_samples(frame)
+    b = WindowedConvAutoencoder(**FAST).fit(frame).score_samples(frame)
+    np.testing.assert_array_equal(a, b)
+    assert torch.equal(state, torch.random.get_rng_state())
+    assert (np_state == np.random.get_state()[1]).all()
+
+
+def test_threshold_parameter_and_pickle():
+    frame = _stream()
+    det = WindowedAutoencoder(threshold=ContaminationThreshold(0.1), **FAST).fit(frame)
+    assert (det.predict(frame) == -1).mean() == pytest.approx(0.1, abs=0.02)
+    restored = pickle.loads(pickle.dumps(det))
+    np.testing.assert_allclose(restored.score_samples(frame), det.score_samples(frame))
+    pot = WindowedPCA(width=4, threshold="pot").fit(frame)
+    assert pot.threshold_ == 1.0 and set(pot.statistic_thresholds_) == {"t2", "q"}
+
+
+def test_array_input_and_feature_check():
+    values = _stream().to_numpy()
+    det = WindowedPCA(width=4).fit(values)
+    assert list(det.feature_scores(values).columns) == ["x0", "x1", "x2"]
+    with pytest.raises(ValueError, match="features"):
+        det.score_samples(values[:, :2])
+
+
+def test_invalid_params_are_named():
+    with pytest.raises(ValueError, match="width"):
+        WindowedPCA(width=0).fit(_stream())
+    with pytest.raises(ValueError, match="variational=True"):
+        WindowedAutoencoder(noise_level=0.1, variational=True, **FAST).fit(_stream())
+
+
+def test_default_detector_and_plot():
+    frame = _stream()
+    det = make_default_sensor_detector(max_epochs=2, width=8, random_state=0, n_models=1)
+    det.fit(frame)
+    assert det.predict(frame).shape == (len(frame),)
+    fig = plot_contributions(det, frame, top=2)
+    assert fig.axes and len(fig.axes[0].collections) >= 3
