@@ -433,7 +433,10 @@ def _categories_of(series: pd.Series, name, allow_missing: bool = False) -> list
 
 def _category_codes(series: pd.Series, column: Column,
                     allow_missing: bool = False) -> np.ndarray:
-    codes = pd.Categorical(series.to_numpy(dtype=object), categories=list(column.categories)).codes
+    # Index.get_indexer, not pd.Categorical(values, categories): pandas deprecates
+    # building a Categorical from values outside its categories (unseen ones here).
+    codes = pd.Index(list(column.categories), dtype=object).get_indexer(
+        series.to_numpy(dtype=object))
     codes = np.asarray(codes, dtype=np.int64)  # int8 codes overflow as column offsets
     unknown = codes < 0
     if allow_missing:

@@ -107,6 +107,12 @@ class BaseDetector(OutlierMixin, ClassNamePrefixFeaturesOutMixin, TransformerMix
                 )
             return self.layout_.encode(frame, allow_missing=allow_missing)
 
+        if isinstance(X, (str, bytes)) or (isinstance(X, dict) and not hasattr(X, "tocsr")):
+            raise DataValidationError(
+                f"Expected a table (a DataFrame or a 2-D array of shape (n_samples, "
+                f"n_features)), got {type(X).__name__}; e.g. wrap a dict of columns in "
+                "pandas.DataFrame(...)."
+            )
         if isinstance(X, pd.DataFrame):
             _check_numeric_frame(X, allow_missing)
         try:
@@ -115,7 +121,8 @@ class BaseDetector(OutlierMixin, ClassNamePrefixFeaturesOutMixin, TransformerMix
                 ensure_min_samples=1,
             )
         except ValueError:
-            if getattr(X, "dtype", None) == object and np.ndim(X) == 2:
+            if getattr(getattr(X, "dtype", None), "kind", None) in ("O", "U", "S") and (
+                    np.ndim(X) == 2):
                 # Name the column and row of the first entry that is not a number.
                 names = self.layout_.names if not reset else self._array_names(X)
                 for j in range(np.shape(X)[1]):
