@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -143,9 +144,10 @@ def run_streaming(args) -> dict:
 
 
 def _warm_imports() -> None:
+    import torch  # noqa: F401
+
     import aepipe.estimators  # noqa: F401
     import aepipe.scoring  # noqa: F401
-    import torch  # noqa: F401
 
 
 def run_dask(args) -> dict:
@@ -214,6 +216,8 @@ def main(argv=None) -> int:
         print("RESULT " + json.dumps(result))
         return 0
 
+    # `kill` should still remove the temporary data: turn SIGTERM into SystemExit.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tmp = Path(tempfile.mkdtemp(prefix="aepipe-dask-bench-", dir=args.workdir))
     try:
         data, out, model = tmp / "data", tmp / "out", tmp / "model.joblib"

@@ -181,44 +181,68 @@ def test_score_dask_rejects_unknown_id_column(fitted_model):
         score_dask(fitted_model, ddf, id_column="missing")
 
 
-def _read_scores(path: Path) -> pd.DataFrame:
-    if path.suffix == ".csv":
-        return pd.read_csv(path)
-    return pd.read_parquet(path)
+def _write_records(records, data_path: Path) -> str | int:
+    """Write records as CSV or a Parquet directory; return a blocksize giving several partitions."""
+    if data_path.suffix == ".csv":
+        records.to_csv(data_path, index=False)
+        return 2_000
+    data_path.mkdir()
+    for i, start in enumerate(range(0, len(records), 50)):
+        records.iloc[start:start + 50].to_parquet(data_path / f"part.{i}.parquet")
+    return "64MB"
 
 
+def _read_output(path: Path) -> pd.DataFrame:
+    if path.is_dir():
+        if path.suffix == ".csv":
+            return pd.concat([pd.read_csv(p) for p in sorted(path.glob("*.csv"))],
+                             ignore_index=True)
+        return pd.read_parquet(path)
+    return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+
+
+@pytest.mark.parametrize("single_file", [True, False])
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
-def test_score_file_distributed_equals_in_memory(client, fitted_model, tmp_path, suffix):
+def test_score_file_distributed_equals_in_memory(client, fitted_model, tmp_path, suffix,
+                                                 single_file):
     records = _records()
     data_path = tmp_path / f"records{suffix}"
-    if suffix == ".csv":
-        records.to_csv(data_path, index=False)
-        blocksize = 2_000  # several partitions out of a small file
-    else:
-        # Several row groups in a directory of files, so several partitions.
-        data_path.mkdir()
-        for i, start in enumerate(range(0, len(records), 50)):
-            records.iloc[start:start + 50].to_parquet(data_path / f"part.{i}.parquet")
-        blocksize = "64MB"
+    blocksize = _write_records(records, data_path)
     out_path = tmp_path / f"scores{suffix}"
 
     n_rows = score_file_distributed(
         fitted_model, data_path, out_path, scheduler=client, id_column="record_id", top_k=2,
-        blocksize=blocksize,
+        blocksize=blocksize, single_file=single_file,
     )
 
     assert n_rows == len(records)
-    result = _read_scores(out_path)
+    assert out_path.is_file() is single_file
+    result = _read_output(out_path)
     expected = score_frame(fitted_model, records.drop(columns="record_id"), top_k=2)
     expected.insert(0, "record_id", records["record_id"])
-    pd.testing.assert_frame_equal(
-        result.reset_index(drop=True), expected.reset_index(drop=True), check_dtype=False,
-        check_exact=False, rtol=1e-12,
-    )
-    assert result["record_id"].tolist() == records["record_id"].tolist()
+    pd.testing.assert_frame_equal(result, expected, check_dtype=False, check_exact=False,
+                                  rtol=1e-12)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         {data_path.name, out_path.name}
     )
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_score_file_distributed_numbers_rows_without_id_column(client, fitted_model, tmp_path,
+                                                               suffix):
+    records = _records().drop(columns="record_id")
+    data_path = tmp_path / f"records{suffix}"
+    blocksize = _write_records(records, data_path)
+    out_path = tmp_path / "scores.csv"
+
+    score_file_distributed(fitted_model, data_path, out_path, scheduler=client,
+                           blocksize=blocksize)
+
+    result = pd.read_csv(out_path)
+    assert list(result.columns[:2]) == ["row", "anomaly_score"]
+    assert result["row"].tolist() == list(range(len(records)))
+    np.testing.assert_allclose(result["anomaly_score"],
+                               score_frame(fitted_model, records)["anomaly_score"], rtol=1e-12)
 
 
 def test_score_file_distributed_csv_has_several_partitions(fitted_model, tmp_path):
@@ -245,6 +269,7 @@ def test_score_file_distributed_local_scheduler(fitted_model, tmp_path):
     n_rows = score_file_distributed(fitted_model, data_path, out_path, scheduler="synchronous",
                                     id_column="record_id")
     assert n_rows == 40
+    assert out_path.is_file()
     assert pd.read_parquet(out_path)["record_id"].tolist() == list(range(1000, 1040))
 
 

@@ -229,16 +229,22 @@ def _read(data_path: str, blocksize):
     )
 
 
-def _write_and_count(scores, tmp_path: str, parquet: bool):
+def _part_name(i: int) -> str:
+    # Zero-padded so a plain directory listing keeps the row order.
+    return f"{i:06d}"
+
+
+def _write_and_count(scores, tmp_path: str, parquet: bool, single_file: bool):
     """Lazy writes of ``scores`` to ``tmp_path``, and the lazy row count.
 
-    Both come from one graph, so each partition is scored once.
+    Both come from one graph, so each partition is scored once. Parquet is
+    always written as a dataset directory by the workers (merged into one
+    file afterwards when ``single_file``).
     """
     if parquet:
         write = scores.to_parquet(
             tmp_path, write_index=False, compute=False,
-            # Zero-padded so a plain directory listing keeps the row order.
-            name_function=lambda i: f"part.{i:06d}.parquet",
+            name_function=lambda i: f"part.{_part_name(i)}.parquet",
         )
         return [write], scores.map_partitions(len).sum()
     # ``to_csv`` returns delayed objects, which Dask optimises apart from
@@ -249,8 +255,56 @@ def _write_and_count(scores, tmp_path: str, parquet: bool):
 
     parts = scores.to_delayed()
     shared = dd.from_delayed(parts, meta=scores._meta, divisions=None, verify_meta=False)
-    writes = list(shared.to_csv(tmp_path, index=False, single_file=True, compute=False))
-    return writes, dask.delayed(sum)([dask.delayed(len)(part) for part in parts])
+    if single_file:
+        writes = shared.to_csv(tmp_path, index=False, single_file=True, compute=False)
+    else:
+        os.mkdir(tmp_path)
+        writes = shared.to_csv(os.path.join(tmp_path, "part.*.csv"), index=False,
+                               name_function=_part_name, compute=False)
+    return list(writes), dask.delayed(sum)([dask.delayed(len)(part) for part in parts])
+
+
+def _merge_parquet(directory: Path, out_file: Path) -> None:
+    """Concatenate a dataset directory's files, row group by row group, into one file."""
+    import pyarrow.parquet as pq
+
+    writer = None
+    try:
+        for part in sorted(directory.glob("*.parquet")):
+            source = pq.ParquetFile(part)
+            if writer is None:
+                writer = pq.ParquetWriter(out_file, source.schema_arrow)
+            for group in range(source.num_row_groups):
+                writer.write_table(source.read_row_group(group))
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _number_rows(ddf, column: str, scheduler):
+    """``ddf`` with a first ``column`` holding each row's 0-based position.
+
+    Partition lengths are counted in a first pass; the partitions are frozen
+    as delayed objects first, so both passes see the same partitioning (the
+    optimiser may otherwise split a read differently).
+    """
+    import dask
+    import dask.dataframe as dd
+
+    parts = ddf.to_delayed()
+    lengths = dask.compute(*[dask.delayed(len)(part) for part in parts], scheduler=scheduler)
+    offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)[:-1]]).tolist()
+    meta = ddf._meta.copy()
+    meta.insert(0, column, np.array([], dtype=np.int64))
+    numbered = [dask.delayed(_with_row_numbers)(part, offset, column)
+                for part, offset in zip(parts, offsets)]
+    return dd.from_delayed(numbered, meta=meta, divisions=None, verify_meta=False)
+
+
+def _with_row_numbers(part: pd.DataFrame, start: int, column: str) -> pd.DataFrame:
+    out = part.copy()
+    out.insert(0, column, np.arange(start, start + len(part), dtype=np.int64))
+    return out
 
 
 def _replace(tmp_path: Path, out_path: Path) -> None:
@@ -269,6 +323,7 @@ def score_file_distributed(
     id_column: str | None = None,
     top_k: int = 3,
     blocksize: str | int = "64MB",
+    single_file: bool = True,
     torch_threads: int | None = 1,
     tracking_uri: str | None = None,
 ) -> int:
@@ -289,19 +344,28 @@ def score_file_distributed(
         directory, or a glob of CSV files. Workers read it, so it must be on a
         filesystem they share (or an fsspec URL they can reach).
     out_path : str or path
-        ``.csv``: one CSV file. ``.parquet``: a Parquet dataset directory with
-        one file per partition (``part.000000.parquet``, ...), in row order;
-        ``pandas.read_parquet(out_path)`` reads it back. On a shared filesystem.
+        ``.csv`` or ``.parquet``, on a filesystem the workers share (see
+        ``single_file``).
     scheduler : str or distributed.Client
         ``"tcp://host:8786"`` (a client is opened and closed for this call), a
         ``distributed.Client``, or a single-machine Dask scheduler
         (``"threads"``, ``"processes"``, ``"synchronous"``). ``None`` uses the
         default client, or Dask's default scheduler when there is none.
     id_column : str, default=None
-        A column copied to the output (first) and not scored.
+        A column copied to the output (first) and not scored. Default: a
+        ``row`` column with each record's 0-based position in the input
+        (as ``aepipe score`` writes; counting the partitions' rows costs one
+        extra pass over the input).
     top_k : int, default=3
     blocksize : str or int, default="64MB"
         CSV bytes per partition.
+    single_file : bool, default=True
+        One output file, rows in input order (for Parquet the workers write
+        one file per partition and this process concatenates them, row group
+        by row group). False: ``out_path`` is a directory of part files
+        (``part.000000.csv``/``.parquet``, ...), written by the workers only,
+        which ``pandas.read_parquet``/``dd.read_csv(out_path + "/*.csv")``
+        read back in order.
     torch_threads : int or None, default=1
         Torch threads per worker while scoring on a distributed cluster
         (restored afterwards); None leaves workers alone.
@@ -330,21 +394,27 @@ def score_file_distributed(
 
     with _scheduler_context(scheduler) as (compute_scheduler, client):
         ddf = _read(data_path, blocksize)
+        if id_column is None:
+            ddf = _number_rows(ddf, "row", compute_scheduler)
+            id_column = "row"
         scores = score_dask(model, ddf, top_k=top_k, id_column=id_column,
                             tracking_uri=tracking_uri)
         tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:12]}")
-        writes, n_rows = _write_and_count(scores, str(tmp), parquet_out)
+        staged = tmp.with_name(tmp.name + ".d") if parquet_out and single_file else tmp
+        writes, n_rows = _write_and_count(scores, str(staged), parquet_out, single_file)
         threads = torch_threads_on(client, torch_threads) if client is not None else _null()
         try:
             with threads:
                 *_, total = dask.compute(*writes, n_rows, scheduler=compute_scheduler)
+            if staged != tmp:
+                _merge_parquet(staged, tmp)
             _replace(tmp, out)
-        except BaseException:
-            if tmp.is_dir():
-                shutil.rmtree(tmp, ignore_errors=True)
-            elif tmp.exists():
-                tmp.unlink()
-            raise
+        finally:
+            for path in {staged, tmp}:
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                elif path.exists():
+                    path.unlink()
     _logger.info("Scored %d records from %s into %s", int(total), data_path, out)
     return int(np.asarray(total))
 
