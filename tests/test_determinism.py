@@ -56,7 +56,7 @@ def test_bit_identical_across_runs_in_one_process(Estimator):
     if Estimator is VariationalAutoencoder:
         params["n_score_samples"] = 4
     a = Estimator(**params).fit(X)
-    np.random.seed(123)  # the caller's global RNG must not matter ...
+    np.random.seed(123)  # the caller's global RNG must not matter ...  # noqa: NPY002 (the global RNG is what is tested)
     b = Estimator(**params).fit(X)
     assert np.array_equal(a.score_samples(X), b.score_samples(X))
     assert np.array_equal(a.transform(X), b.transform(X))
@@ -69,11 +69,11 @@ def test_fit_does_not_touch_global_random_state():
     import torch
 
     X = np.random.default_rng(0).normal(size=(60, 3))
-    np.random.seed(5)
+    np.random.seed(5)  # noqa: NPY002
     torch.manual_seed(5)
-    expected_np, expected_torch = np.random.random(), torch.rand(1)
-    np.random.seed(5)
+    expected_np, expected_torch = np.random.random(), torch.rand(1)  # noqa: NPY002
+    np.random.seed(5)  # noqa: NPY002
     torch.manual_seed(5)
     DenoisingAutoencoder(max_epochs=2, random_state=0).fit(X).score_samples(X)
-    assert np.random.random() == expected_np
+    assert np.random.random() == expected_np  # noqa: NPY002
     assert torch.equal(torch.rand(1), expected_torch)
