@@ -437,7 +437,7 @@ def _global_state():
 
 
 @pytest.mark.parametrize("cls", ALL)
-def test_random_state_reproducible_and_no_global_rng(cls, X):
+def test_reproducible_fit_and_scores(cls, X):
     before = _global_state()
     a = make_detector(cls, random_state=3).fit(X)
     scores = a.score_samples(X)

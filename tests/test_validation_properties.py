@@ -70,7 +70,7 @@ def test_scoring_messy_tables(detectors, rows, as_array):
     X = frame.to_numpy(dtype=object) if as_array else frame
     for det in detectors:
         for method in (det.score_samples, det.feature_scores, det.transform, det.predict):
-            _assert_finite_or_value_error(lambda: method(X))
+            _assert_finite_or_value_error(lambda m=method: m(X))
 
 
 @PROPERTY
@@ -78,7 +78,7 @@ def test_scoring_messy_tables(detectors, rows, as_array):
 def test_fitting_messy_tables(rows):
     frame = _messy_frame(rows)
     for det in (Autoencoder(max_epochs=2, random_state=0), PCADetector(n_components=1)):
-        fitted = _assert_finite_or_value_error(lambda: det.fit(frame).score_samples(frame))
+        fitted = _assert_finite_or_value_error(lambda d=det: d.fit(frame).score_samples(frame))
         if fitted is not None:
             assert len(fitted) == len(frame)
 
@@ -89,5 +89,5 @@ def test_fitting_messy_tables(rows):
 def test_float_arrays(detectors, values):
     X = np.asarray(values, dtype=np.float64).reshape(-1, 3)
     for det in detectors:
-        _assert_finite_or_value_error(lambda: det.anomaly_score(X))
-        _assert_finite_or_value_error(lambda: det.reconstruct(X))
+        _assert_finite_or_value_error(lambda d=det: d.anomaly_score(X))
+        _assert_finite_or_value_error(lambda d=det: d.reconstruct(X))
