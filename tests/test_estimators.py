@@ -432,7 +432,7 @@ def test_cuda_fit_and_score(cls, X):
 
 
 def _global_state():
-    return (torch.random.get_rng_state(), np.random.get_state()[1].copy(), random.getstate(),
+    return (torch.random.get_rng_state(), np.random.get_state()[1].copy(), random.getstate(),  # noqa: NPY002 (the global RNG on purpose)
             dict(os.environ))
 
 
@@ -459,7 +459,7 @@ def test_random_state_none_and_randomstate(cls, X):
     before = _global_state()
     make_detector(cls, random_state=None).fit(X).score_samples(X)
     assert torch.equal(before[0], torch.random.get_rng_state())
-    np.testing.assert_array_equal(before[1], np.random.get_state()[1])
+    np.testing.assert_array_equal(before[1], np.random.get_state()[1])  # noqa: NPY002
     a = make_detector(cls, random_state=np.random.RandomState(5)).fit(X).score_samples(X)
     b = make_detector(cls, random_state=np.random.RandomState(5)).fit(X).score_samples(X)
     np.testing.assert_array_equal(a, b)
