@@ -305,12 +305,11 @@ class AutoencoderEnsemble(BaseDetector):
             net = self._make_net(len(Z))
             net.fit(TensorDataset(tensor), y=None)
         self.net_ = net
-        self.score_scale_ = np.ones(self.n_estimators)
-        member_scores = self._member_column_scores(Z).sum(axis=2)
+        # Each member's training-score spread: its normaliser in the ensemble average.
+        member_scores = self._batches(Z, lambda m, x: m.member_nll(m(x).params, x).sum(dim=2),
+                                      axis=1).astype(np.float64)
         q1, q3 = np.percentile(member_scores, [25, 75], axis=1)
-        spread = q3 - q1
-        fallback = member_scores.std(axis=1)
-        spread = np.where(spread > 1e-9, spread, fallback)
+        spread = np.where(q3 - q1 > 1e-9, q3 - q1, member_scores.std(axis=1))
         self.score_scale_ = np.where(spread > 1e-9, spread, 1.0)
 
     @property
@@ -318,8 +317,12 @@ class AutoencoderEnsemble(BaseDetector):
         return int(sum(self.latent_dims_))
 
     # ------------------------------------------------------------ inference
-    def _batches(self, Z: np.ndarray, fn, axis: int = 0) -> np.ndarray:
-        """Apply ``fn(module, tensor) -> tensor`` over large batches in inference mode."""
+    def _batches(self, Z: np.ndarray, fn, axis: int = 0, robust: bool = True) -> np.ndarray:
+        """Apply ``fn(module, tensor) -> tensor`` over large batches in inference mode.
+
+        The robust scaling is applied per batch (``robust=True``), so scoring
+        holds at most one batch of intermediate values beside the output.
+        """
         import torch
 
         module = self.net_.module_
@@ -329,20 +332,24 @@ class AutoencoderEnsemble(BaseDetector):
         try:
             with torch.inference_mode():
                 for start in range(0, len(Z), _SCORING_BATCH):
-                    batch = torch.from_numpy(np.ascontiguousarray(Z[start:start + _SCORING_BATCH]))
+                    chunk = Z[start:start + _SCORING_BATCH]
+                    chunk = self._robust(chunk) if robust else chunk
+                    batch = torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32))
                     outputs.append(fn(module, batch.to(self.device_)).cpu().numpy())
         finally:
             module.train(was_training)
         return np.concatenate(outputs, axis=axis)
 
-    def _member_column_scores(self, Z: np.ndarray) -> np.ndarray:
-        """Normalised NLL per member, record and column: (n_estimators, n, n_columns)."""
-        V = self._robust(Z)
-        nll = self._batches(V, lambda m, x: m.member_nll(m(x).params, x), axis=1)
-        return nll.astype(np.float64) / self.score_scale_[:, None, None]
-
     def _column_scores(self, Z: np.ndarray) -> np.ndarray:
-        return self._member_column_scores(Z).mean(axis=0)
+        import torch
+
+        scale = torch.as_tensor(self.score_scale_, dtype=torch.float32, device=self.device_)
+
+        def normalised_mean(module, x):
+            nll = module.member_nll(module(x).params, x)
+            return (nll / scale[:, None, None]).mean(dim=0)
+
+        return self._batches(Z, normalised_mean).astype(np.float64)
 
     def _encode_latent(self, Z: np.ndarray) -> np.ndarray:
         import torch
@@ -353,7 +360,7 @@ class AutoencoderEnsemble(BaseDetector):
             code = module.encode(x).code
             return torch.cat([code[m, :, :dim] for m, dim in enumerate(dims)], dim=1)
 
-        return self._batches(self._robust(Z), codes)
+        return self._batches(Z, codes)
 
     def _decode_latent(self, H: np.ndarray) -> np.ndarray:
         dims = self.latent_dims_
@@ -369,4 +376,4 @@ class AutoencoderEnsemble(BaseDetector):
             mean = module.head.mean(params.reshape(n_members * batch, n_encoded))
             return mean.reshape(n_members, batch, n_encoded).mean(dim=0)
 
-        return self._unrobust(self._batches(H, decode))
+        return self._unrobust(self._batches(H, decode, robust=False))
