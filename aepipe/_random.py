@@ -10,6 +10,7 @@ afterwards.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from numbers import Integral
 
@@ -38,13 +39,21 @@ def resolve_seed(random_state) -> int:
 
 @contextlib.contextmanager
 def torch_seeded(seed: int, device) -> Iterator[None]:
-    """Run a block with torch's global RNG seeded, restoring it on exit."""
+    """Run a block with torch's global RNG seeded, restoring it (and os.environ) on exit."""
     import torch
 
     devices = []
     if str(device).startswith("cuda") and torch.cuda.is_available():
         index = torch.device(device).index
         devices = [index if index is not None else torch.cuda.current_device()]
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
+    environ_keys = set(os.environ)
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            yield
+    finally:
+        # Building the first optimizer imports torch._dynamo, which sets
+        # TORCHINDUCTOR_CACHE_DIR in os.environ: leave the environment as we found it.
+        for key in set(os.environ) - environ_keys:
+            if key.startswith("TORCH"):
+                os.environ.pop(key, None)

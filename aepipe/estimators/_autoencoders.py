@@ -316,7 +316,6 @@ class Autoencoder(BaseDetector):
             valid_index = torch.from_numpy(np.sort(order[:n_valid])).to(self.device_)
             train_index = torch.from_numpy(np.sort(order[n_valid:])).to(self.device_)
             valid, tensor = TensorDataset(tensor[valid_index]), tensor[train_index]
-        environ_keys = set(os.environ)
         with torch_seeded(seed, self.device_):
             net = self._make_net(len(tensor), valid)
             net.mask_missing = self.handle_missing == "mask"
@@ -330,12 +329,6 @@ class Autoencoder(BaseDetector):
             except TrainingDivergedError:
                 self._keep_last_good_weights(net, Z, seed)
                 raise
-            finally:
-                # Building the first optimizer imports torch._dynamo, which sets
-                # TORCHINDUCTOR_CACHE_DIR in os.environ; fitting touches no env var.
-                for key in set(os.environ) - environ_keys:
-                    if key.startswith("TORCH"):
-                        os.environ.pop(key, None)
         # The validation split is training-only state; do not pickle it with the model.
         net.train_split = None
         self.net_ = net
