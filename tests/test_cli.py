@@ -116,9 +116,9 @@ def test_demo_quick_tracks_search_and_writes_plots(tmp_path):
     assert (out_dir / "leaderboard.png").read_bytes()[:4] == b"\x89PNG"
     assert len(pd.read_csv(out_dir / "leaderboard.csv")) == 6
     # A real store in the working directory: one parent run and one child per candidate.
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    runs = mlflow.search_runs(experiment_names=["aepipe"])
-    assert len(runs) == 7
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("aepipe")
+    assert len(client.search_runs([experiment.experiment_id])) == 7
     assert "Model URI: models:/" in result.stdout
 
 

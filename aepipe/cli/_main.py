@@ -56,6 +56,12 @@ def _echo_err(message: str) -> None:
     click.echo(message, err=True)
 
 
+def _status(message: str) -> None:
+    """A progress note for a person at a terminal (kept out of logs and of error output)."""
+    if sys.stderr.isatty():
+        click.echo(message, err=True)
+
+
 class _Group(click.Group):
     """The command group, with errors turned into one ``Error: ...`` line on stderr.
 
@@ -159,7 +165,7 @@ def _run_search(search, X, y, *, experiment, run_name, tracking_uri, out_dir, sh
     original_scoring = search.scoring
     total = search_size(search)
     with tqdm(total=total, desc="grid search (candidate x fold)", unit="fit", file=sys.stderr,
-              disable=not show_progress, dynamic_ncols=True) as bar:
+              disable=None if show_progress else True, dynamic_ncols=True) as bar:
         first = next(iter(original_scoring))
         search.scoring = {
             name: TickingScorer(scorer, bar) if name == first else scorer
@@ -267,7 +273,7 @@ def demo(out_dir, quick, n_samples, max_epochs, cv, seed, experiment, tracking_u
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     X.assign(is_anomaly=y).to_csv(out / "data.csv", index_label="record_id")
-    _echo_err(
+    _status(
         f"Data: {len(X)} records x {X.shape[1]} columns (numeric, boolean, categorical), "
         f"{int(y.sum())} injected anomalies."
     )
@@ -327,7 +333,7 @@ def fit(pipeline_config, data, label_column, drop_column, experiment, run_name,
     else:
         from ..tracking import track_fit
 
-        _echo_err(f"Fitting {type(model.steps[-1][1]).__name__} on {len(frame)} rows x "
+        _status(f"Fitting {type(model.steps[-1][1]).__name__} on {len(frame)} rows x "
                   f"{frame.shape[1]} columns ...")
         run = track_fit(model, frame, y, experiment_name=experiment, run_name=run_name,
                         tracking_uri=tracking_uri, registered_model_name=registered_model_name)
@@ -351,7 +357,8 @@ def _score_stream(model, data, *, chunk_size, id_column, drop_column, top_k, wri
     n_rows = 0
     top = None
     id_name = id_column or "row"
-    with tqdm(desc="scoring", unit=" rows", file=sys.stderr, disable=not show_progress,
+    with tqdm(desc="scoring", unit=" rows", file=sys.stderr,
+              disable=None if show_progress else True,
               unit_scale=True) as bar:
         for chunk in iter_table(data, chunk_size):
             ids = chunk[id_column].to_numpy() if id_column else chunk.index.to_numpy()
@@ -574,7 +581,7 @@ def compare(data, label_column, drop_column, pipeline_config, max_epochs, cv, se
     else:
         search = make_ae_vs_pca_search(max_epochs=max_epochs, cv=cv, random_state=seed,
                                        labelled=y is not None)
-    _echo_err(f"Data: {len(frame)} records x {frame.shape[1]} columns"
+    _status(f"Data: {len(frame)} records x {frame.shape[1]} columns"
               + (f", {int(y.sum())} labelled anomalies." if y is not None else ", no labels."))
     _run_search(search, frame, y, experiment=experiment, run_name="aepipe-compare",
                 tracking_uri=tracking_uri, out_dir=out_dir)
@@ -604,10 +611,12 @@ def serve(model, host, port, tracking_uri, dry_run):
     uri = model if is_model_uri(model) else str(Path(model).expanduser().resolve())
     argv = serve_command(uri, host=host, port=port)
     env = {**os.environ, "MLFLOW_TRACKING_URI": resolve_tracking_uri(tracking_uri)}
+    # MLflow execs `uvicorn` by name: this environment's bin folder must be on PATH.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     if dry_run:
         click.echo(shlex.join(argv))
         return
-    _echo_err(f"Serving {model} at http://{host}:{port}/invocations (Ctrl-C to stop)")
+    _status(f"Serving {model} at http://{host}:{port}/invocations (Ctrl-C to stop)")
     process = subprocess.Popen(argv, env=env)
     try:
         code = process.wait()
