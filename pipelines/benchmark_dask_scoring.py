@@ -244,14 +244,14 @@ def main(argv=None) -> int:
             print(f"{mode}: done in {results[mode]['wall_s']:.1f} s", flush=True)
 
         print()
-        header = (f"{'mode':<34} {'rows':>12} {'wall s':>8} {'rows/s':>11} "
+        header = (f"{'mode':<40} {'rows':>12} {'wall s':>8} {'rows/s':>11} "
                   f"{'startup s':>10} {'peak RSS MiB':>13}")
         print(header)
         print("-" * len(header))
         labels = {"streaming": f"streaming, 1 process ({args.chunk_rows:,}/chunk)",
                   "dask": f"dask LocalCluster, {args.workers} workers x 1 thread"}
         for mode, r in results.items():
-            print(f"{labels[mode]:<34} {r['rows']:>12,} {r['wall_s']:>8.1f} "
+            print(f"{labels[mode]:<40} {r['rows']:>12,} {r['wall_s']:>8.1f} "
                   f"{r['rows'] / r['wall_s']:>11,.0f} {r['startup_s']:>10.1f} "
                   f"{r['peak_bytes'] / 2**20:>13,.0f}")
         if len(results) == 2:

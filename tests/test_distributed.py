@@ -1,6 +1,8 @@
 """Searches and scoring on a real Dask cluster (2 worker processes, loopback only)."""
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +76,14 @@ def _records(n_rows=157, seed=3):
     X = pd.DataFrame(rng.normal(size=(n_rows, 6)), columns=COLUMNS)
     X.insert(0, "record_id", np.arange(1000, 1000 + n_rows))
     return X
+
+
+def test_importing_aepipe_distributed_does_not_import_dask():
+    code = ("import sys, aepipe, aepipe.distributed; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"
 
 
 # ---------------------------------------------------------------- search

@@ -386,8 +386,7 @@ def score_file_distributed(
     parquet_out = out.suffix.lower() in (".parquet", ".pq")
     if not parquet_out and out.suffix.lower() != ".csv":
         raise ValueError(
-            f"out_path={os.fspath(out_path)!r} must end in .csv (one file) or .parquet "
-            "(a dataset directory)."
+            f"out_path={os.fspath(out_path)!r} must end in .csv or .parquet."
         )
     if not out.parent.exists():
         raise FileNotFoundError(f"The output directory {out.parent} does not exist.")
@@ -395,6 +394,11 @@ def score_file_distributed(
     with _scheduler_context(scheduler) as (compute_scheduler, client):
         ddf = _read(data_path, blocksize)
         if id_column is None:
+            if "row" in ddf.columns:
+                raise ValueError(
+                    "The data has a 'row' column, which would clash with the row numbers "
+                    "written without an id column; pass id_column='row' to use it as the id."
+                )
             ddf = _number_rows(ddf, "row", compute_scheduler)
             id_column = "row"
         scores = score_dask(model, ddf, top_k=top_k, id_column=id_column,
