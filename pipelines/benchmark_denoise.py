@@ -96,7 +96,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     import torch
 
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    # One thread: on shared, oversubscribed CPUs extra OpenMP threads spin and slow training.
+    torch.set_num_threads(1)
     rows = [run_level(level, seed, args) for seed in args.seeds for level in args.levels]
     results = pd.DataFrame(rows)
     if args.out is not None:

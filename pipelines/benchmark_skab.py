@@ -155,7 +155,8 @@ def main(argv=None) -> int:
         return 0
     import torch
 
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    # One thread: on shared, oversubscribed CPUs extra OpenMP threads spin and slow training.
+    torch.set_num_threads(1)
     rows = []
     started = time.perf_counter()
     for seed in args.seeds:
