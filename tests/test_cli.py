@@ -4,6 +4,7 @@ Every test runs in its own working directory with its own MLflow SQLite store
 (see conftest.py). Data are tiny and training runs 1-2 epochs.
 """
 
+import importlib.util
 import json
 import os
 import shutil
@@ -149,6 +150,17 @@ def test_fit_score_explain_round_trip(tmp_path, table_csv, fitted_model):
     np.testing.assert_allclose(whole["anomaly_score"], scores["anomaly_score"], rtol=1e-5)
     assert "top2_column" not in whole.columns
 
+    if importlib.util.find_spec("dask") and importlib.util.find_spec("distributed"):
+        dask_out = tmp_path / "dask_scores.csv"
+        unlabelled = tmp_path / "unlabelled.csv"
+        pd.read_csv(table_csv).drop(columns=["label"]).to_csv(unlabelled, index=False)
+        result = invoke("score", "--model", fitted_model, "--data", unlabelled, "--out", dask_out,
+                        "--id-column", "record_id", "--scheduler", "synchronous")
+        assert result.exit_code == 0, result.output
+        on_dask = pd.read_csv(dask_out)
+        assert on_dask["record_id"].tolist() == scores["record_id"].tolist()
+        np.testing.assert_allclose(on_dask["anomaly_score"], scores["anomaly_score"], rtol=1e-5)
+
     result = invoke("explain", "--model", fitted_model, "--data", table_csv,
                     "--id-column", "record_id", "--drop-column", "label", "--rows", "4",
                     "--top-k", "2")
@@ -219,6 +231,13 @@ def test_errors_exit_nonzero_with_one_line(tmp_path, table_csv, config_file, arg
     paths = {"csv": table_csv, "config": config_file, "bad_config": bad_config, "txt": txt}
     result = invoke(*[a.format(**paths) for a in args])
     assert_one_line_error(result, code=code, match=match)
+
+
+def test_scheduler_without_dask_is_one_line(tmp_path, table_csv, monkeypatch):
+    monkeypatch.setitem(sys.modules, "aepipe.distributed", None)
+    result = invoke("score", "--model", "models:/m-1", "--data", table_csv, "--out", "o.csv",
+                    "--scheduler", "tcp://127.0.0.1:8786")
+    assert_one_line_error(result, code=2, match="needs the dask extra")
 
 
 def test_error_in_a_real_process_is_one_line(tmp_path):

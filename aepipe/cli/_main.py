@@ -414,8 +414,8 @@ _drop_option = click.option(
 @_chunk_option
 @tracking_option
 @click.option("--scheduler", default=None, metavar="ADDRESS",
-              help="Score on a Dask cluster (e.g. tcp://host:8786) instead of locally; "
-                   "needs the dask extra.")
+              help="Score with Dask instead of in-process chunks: a cluster address "
+                   "(tcp://host:8786) or threads/processes; needs the dask extra.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail",
               show_default=True,
@@ -440,18 +440,18 @@ def score(model, data, out, id_column, drop_column, top_k, chunk_size, tracking_
     if scheduler:
         if drop_column:
             raise click.UsageError("--drop-column is not supported with --scheduler.")
+        needs_dask = "--scheduler needs the dask extra: pip install 'aepipe[dask]'"
         try:
             from ..distributed import score_file_distributed
-        except ModuleNotFoundError as exc:
-            raise click.UsageError(
-                f"--scheduler needs the dask extra (missing module {exc.name!r}): "
-                "pip install 'aepipe[dask]'."
-            ) from None
-        if tracking_uri:
-            os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+        except ImportError as exc:
+            raise click.UsageError(f"{needs_dask} ({exc.name or exc} is missing).") from None
         started = time.perf_counter()
-        n_rows = score_file_distributed(model, data, out, scheduler=scheduler,
-                                        id_column=id_column, top_k=top_k)
+        try:
+            n_rows = score_file_distributed(model, data, out, scheduler=scheduler,
+                                            id_column=id_column, top_k=top_k,
+                                            tracking_uri=tracking_uri)
+        except ImportError as exc:
+            raise click.UsageError(f"{needs_dask} ({_first_line(exc)}).") from None
     else:
         anomaly_model = load_model_for_cli(model, tracking_uri)
         _set_threads(None)
