@@ -331,3 +331,7 @@ def test_score_file_distributed_with_mlflow_model_uri(client, tmp_path):
     expected.insert(0, "record_id", records["record_id"])
     pd.testing.assert_frame_equal(pd.read_csv(out_path), expected, check_dtype=False,
                                   check_exact=False, rtol=1e-12)
+    # The model's own input checks apply, as in `aepipe score`: no silently dropped columns.
+    with pytest.raises(ValueError, match=r"Unexpected column\(s\) \['extra'\]"):
+        score_dask(model_uri, dd.from_pandas(features.assign(extra=1.0), npartitions=2),
+                   tracking_uri=uri)

@@ -34,13 +34,31 @@ class _ModelScorer:
 
 
 class _PyfuncScorer:
-    """An MLflow pyfunc model whose ``predict`` returns the ``score_frame`` table."""
+    """An MLflow model whose ``predict`` returns the ``score_frame`` table.
 
-    def __init__(self, pyfunc_model):
-        self.pyfunc_model = pyfunc_model
+    aepipe's own models are called through their Python model (as ``aepipe
+    score`` does), so their input checks apply unchanged: unexpected or
+    missing columns fail rather than being dropped by MLflow's schema
+    enforcement. Other pyfunc models go through ``PyFuncModel.predict``.
+    """
+
+    def __init__(self, pyfunc_model, top_k: int):
+        try:
+            python_model = pyfunc_model.unwrap_python_model()
+        except Exception:  # not a Python-function model: use the generic predict
+            python_model = None
+        if python_model is not None and hasattr(python_model, "validate"):
+            # aepipe's AnomalyModel takes top_k at construction; this copy is ours.
+            python_model.top_k = top_k
+            self.python_model, self.pyfunc_model = python_model, None
+        else:
+            self.python_model, self.pyfunc_model = None, pyfunc_model
 
     def __call__(self, frame: pd.DataFrame) -> pd.DataFrame:
-        out = self.pyfunc_model.predict(frame)
+        if self.python_model is not None:
+            out = self.python_model.predict(None, frame)
+        else:
+            out = self.pyfunc_model.predict(frame)
         if not isinstance(out, pd.DataFrame):
             out = pd.DataFrame(out)
         out.index = frame.index
@@ -61,21 +79,15 @@ class _UriScorer:
     def __call__(self, frame: pd.DataFrame) -> pd.DataFrame:
         key = (self.model_uri, self.tracking_uri, self.top_k)
         if key not in _LOADED:
-            _LOADED[key] = _PyfuncScorer(
-                _load_pyfunc(self.model_uri, self.tracking_uri, self.top_k)
-            )
+            _LOADED[key] = _PyfuncScorer(_load_pyfunc(self.model_uri, self.tracking_uri),
+                                         self.top_k)
         return _LOADED[key](frame)
 
 
-def _load_pyfunc(model_uri: str, tracking_uri: str | None, top_k: int):
+def _load_pyfunc(model_uri: str, tracking_uri: str | None):
     from ..tracking import load_model
 
-    pyfunc_model = load_model(model_uri, tracking_uri=tracking_uri)
-    # aepipe's AnomalyModel takes top_k at construction; this copy is ours to adjust.
-    python_model = pyfunc_model.unwrap_python_model()
-    if hasattr(python_model, "top_k"):
-        python_model.top_k = top_k
-    return pyfunc_model
+    return load_model(model_uri, tracking_uri=tracking_uri)
 
 
 def _scorer_for(model, top_k: int, tracking_uri: str | None = None):
@@ -86,15 +98,15 @@ def _scorer_for(model, top_k: int, tracking_uri: str | None = None):
         model_uri = os.fspath(model)
         # Absolute, so workers with another working directory find the same store.
         tracking_uri = resolve_tracking_uri(tracking_uri)
-        pyfunc_model = _load_pyfunc(model_uri, tracking_uri, top_k)
+        scorer = _PyfuncScorer(_load_pyfunc(model_uri, tracking_uri), top_k)
         try:
             import cloudpickle
 
-            cloudpickle.dumps(pyfunc_model)
+            cloudpickle.dumps(scorer)
         except Exception:  # not shippable: every worker loads it from the store instead
             _logger.info("Model %s cannot be pickled; workers load it themselves", model_uri)
             return _UriScorer(model_uri, tracking_uri, top_k)
-        return _PyfuncScorer(pyfunc_model)
+        return scorer
     if not (hasattr(model, "score_samples") and hasattr(model, "predict")):
         raise TypeError(
             f"model={type(model).__name__} must be a fitted outlier detector (or a Pipeline "
