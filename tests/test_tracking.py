@@ -338,3 +338,35 @@ def test_search_has_parent_and_child_runs(labelled, tracked):
     model = load_model(run.model_uri, tracking_uri=run.tracking_uri)
     np.testing.assert_array_equal(model.predict(X)["anomaly_score"],
                                   score_frame(search.best_estimator_, X)["anomaly_score"])
+
+
+def test_category_columns_and_no_leaked_experiment():
+    """A frame with pandas 'category' columns logs and serves; the caller's
+    active experiment is left as it was."""
+    import mlflow
+
+    from aepipe import Autoencoder
+    from aepipe.tracking import load_model, track_fit
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({
+        "a": rng.normal(size=60),
+        "b": rng.normal(size=60),
+        "c": pd.Categorical(rng.choice(["x", "y"], 60)),
+    })
+    model = Autoencoder(max_epochs=2, random_state=0)
+    run = track_fit(model, frame)
+    served = load_model(run.model_uri).predict(frame.astype({"c": object}).head(5))
+    np.testing.assert_array_equal(
+        served["anomaly_score"].to_numpy(), model.anomaly_score(frame.head(5))
+    )
+    assert mlflow.tracking.fluent._active_experiment_id is None
+
+
+def test_windowed_detector_logs_a_whole_window_as_example():
+    from aepipe.sensor import WindowedAutoencoder
+    from aepipe.tracking import load_model, track_fit
+
+    frame = pd.DataFrame(np.random.default_rng(1).normal(size=(80, 3)), columns=list("pqr"))
+    run = track_fit(WindowedAutoencoder(width=16, max_epochs=2, random_state=0), frame)
+    assert load_model(run.model_uri).predict(frame.head(20)).shape[0] == 20

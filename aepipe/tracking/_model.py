@@ -186,6 +186,19 @@ def build_model(pipeline, X_example, *, top_k=3) -> tuple[AnomalyModel, pd.DataF
     return model, frame
 
 
+def _example_rows(model, frame: pd.DataFrame) -> pd.DataFrame:
+    """The input example: 5 rows (a whole window for windowed detectors), with
+    pandas ``category`` columns as plain objects, which MLflow's schema can type."""
+    detector = model[-1] if getattr(model, "steps", None) else model
+    width = getattr(detector, "width", None)  # windowed (sensor) detectors
+    n_rows = max(5, width if isinstance(width, int) else 0)
+    example = frame.head(n_rows)
+    categorical = [c for c in example.columns if isinstance(example[c].dtype, pd.CategoricalDtype)]
+    if categorical:
+        example = example.astype({c: object for c in categorical})
+    return example
+
+
 def log_model(model, X_example, *, name: str = "model", registered_model_name: str | None = None,
               top_k: int = 3) -> str:
     """Log a fitted detector/pipeline as a servable pyfunc model in the active run.
@@ -214,7 +227,7 @@ def log_model(model, X_example, *, name: str = "model", registered_model_name: s
     from mlflow.models import infer_signature
 
     pyfunc, frame = build_model(model, X_example, top_k=top_k)
-    example = frame.head(5)
+    example = _example_rows(model, frame)
     scored = score_frame(model, example if pyfunc.feature_names else example.to_numpy(), top_k)
     signature = infer_signature(example, scored)
     with tempfile.TemporaryDirectory(prefix="aepipe-model-") as tmp, warnings.catch_warnings():

@@ -231,8 +231,15 @@ def _start(experiment_name, run_name, uri):
     import mlflow
 
     with mlflow_errors(f"Opening experiment {experiment_name!r}", uri):
-        experiment = mlflow.set_experiment(experiment_name)
-        run = mlflow.start_run(experiment_id=experiment.experiment_id, run_name=run_name,
+        # Not mlflow.set_experiment: that would leave our experiment active in the
+        # caller's process after we return (and break their next start_run elsewhere).
+        client = mlflow.MlflowClient(tracking_uri=uri)
+        experiment = client.get_experiment_by_name(experiment_name)
+        experiment_id = (
+            experiment.experiment_id if experiment is not None
+            else client.create_experiment(experiment_name)
+        )
+        run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name,
                                nested=mlflow.active_run() is not None)
     return run
 
