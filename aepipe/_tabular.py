@@ -291,9 +291,18 @@ class TabularLayout:
         Without it, a missing entry raises a :class:`DataValidationError`.
         """
         if self.numeric_only:
-            values = np.asarray(X, dtype=np.float64)
+            values = np.asarray(X)
+            # Standardise in the input's precision: float32 input stays float32 (one
+            # pass fewer over the data); float64 is centred in float64 before the cast,
+            # so large offsets (timestamps, ids) keep their resolution.
+            if values.dtype != np.float32:
+                values = values.astype(np.float64, copy=False)
             with np.errstate(over="ignore", invalid="ignore"):
-                encoded = ((values - self.center) / self.scale).astype(np.float32)
+                encoded = values - self.center.astype(values.dtype)
+                encoded /= self.scale.astype(values.dtype)
+                encoded = encoded.astype(np.float32, copy=False)
+            if np.isfinite(encoded).all():
+                return encoded
             bad_mask = ~np.isfinite(encoded)
             if allow_missing:
                 bad_mask &= ~np.isnan(values)

@@ -161,7 +161,10 @@ class AutoencoderNet(NeuralNet):
         self.last_good_state_ = None  # training-only state: keep it out of pickles
 
     def train_step_single(self, batch, **fit_params):
-        self._set_training(True)
+        # skorch sets the mode on every batch, walking all submodules; once per
+        # epoch is enough (validation switches it back), and it is ~10% of a step.
+        if not self.module_.training:
+            self._set_training(True)
         clean, _ = unpack_data(batch)
         inputs = self.corrupt(self.module_.head.fill_missing(clean) if self.mask_missing
                               else clean)
