@@ -240,6 +240,12 @@ def test_scheduler_without_dask_is_one_line(tmp_path, table_csv, monkeypatch):
     assert_one_line_error(result, code=2, match="needs the dask extra")
 
 
+def test_scheduler_rejects_on_error_skip(tmp_path, table_csv):
+    result = invoke("score", "--model", "models:/m-1", "--data", table_csv, "--out", "o.csv",
+                    "--scheduler", "tcp://127.0.0.1:8786", "--on-error", "skip")
+    assert_one_line_error(result, code=2, match="not supported with --scheduler")
+
+
 def test_error_in_a_real_process_is_one_line(tmp_path):
     proc = subprocess.run(
         [*_aepipe_argv(), "score", "--model", "models:/nope", "--data", "absent.csv",

@@ -440,6 +440,12 @@ def score(model, data, out, id_column, drop_column, top_k, chunk_size, tracking_
     if scheduler:
         if drop_column:
             raise click.UsageError("--drop-column is not supported with --scheduler.")
+        if on_error != "fail" or rejected_out:
+            raise click.UsageError(
+                "--on-error skip and --rejected are not supported with --scheduler: the "
+                "cluster path fails on the first bad row. Clean the file first, or score it "
+                "without --scheduler."
+            )
         needs_dask = "--scheduler needs the dask extra: pip install 'aepipe[dask]'"
         try:
             from ..distributed import score_file_distributed
