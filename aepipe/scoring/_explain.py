@@ -53,6 +53,25 @@ def _final_step_and_input(model, X):
     return model[-1], Xt
 
 
+def _feature_frame(model, detector, Xt) -> pd.DataFrame:
+    """``detector.feature_scores(Xt)``, its columns named as the pipeline names them.
+
+    A detector fitted on a transformer's plain array knows its columns only as
+    ``x0, x1, ...``; when the pipeline's head can name its outputs (a scaler
+    keeps the user's names), report those instead.
+    """
+    frame = detector.feature_scores(Xt)
+    steps = getattr(model, "steps", None)
+    if steps and len(steps) > 1 and not hasattr(detector, "feature_names_in_"):
+        try:
+            names = model[:-1].get_feature_names_out()
+        except (AttributeError, ValueError):  # a step without feature names
+            return frame
+        if len(names) == frame.shape[1]:
+            frame.columns = [str(name) for name in names]
+    return frame
+
+
 def explain(model, X, top_k: int = 3) -> pd.DataFrame:
     """Per-record top contributing columns of a detector or a pipeline ending in one.
 
@@ -86,7 +105,7 @@ def explain(model, X, top_k: int = 3) -> pd.DataFrame:
             f"{type(detector).__name__} has no per-feature scores; explanations need an "
             "aepipe detector as the last step."
         )
-    frame = detector.feature_scores(Xt)
+    frame = _feature_frame(model, detector, Xt)
     if isinstance(X, pd.DataFrame):
         frame.index = X.index
     return top_contributing_columns(frame, top_k)
@@ -129,7 +148,7 @@ def score_frame(model, X, top_k: int = 3) -> pd.DataFrame:
         is_anomaly = np.asarray(detector.predict(Xt)) == -1
     out = pd.DataFrame({"anomaly_score": anomaly, "is_anomaly": is_anomaly}, index=index)
     if top_k > 0 and hasattr(detector, "feature_scores"):
-        frame = detector.feature_scores(Xt)
+        frame = _feature_frame(model, detector, Xt)
         frame.index = out.index
         out = out.join(top_contributing_columns(frame, top_k))
     return out
