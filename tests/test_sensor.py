@@ -50,6 +50,7 @@ def test_window_to_point_rules():
     scores = np.array([1.0, 2.0, 6.0])
     assert windows_to_points(scores, starts, 3, 5, "mean").tolist() == [1, 1.5, 3, 4, 6]
     assert windows_to_points(scores, starts, 3, 5, "max").tolist() == [1, 2, 6, 6, 6]
+    assert windows_to_points(scores, starts, 3, 5, "min").tolist() == [1, 1, 1, 2, 6]
     assert windows_to_points(scores, starts, 3, 5, "last").tolist() == [1, 1, 1, 2, 6]
     two = windows_to_points(np.c_[scores, 2 * scores], starts, 3, 5, "mean")
     assert two.shape == (5, 2) and (two[:, 1] == 2 * two[:, 0]).all()
@@ -185,3 +186,37 @@ def test_default_detector_and_plot():
     assert det.predict(frame).shape == (len(frame),)
     fig = plot_contributions(det, frame, top=2)
     assert fig.axes and len(fig.axes[0].collections) >= 3
+
+
+# ------------------------------------------------------------------ slow channels
+def _drifting(n=240, seed=0):
+    """Channel 0: noise around a stable level; channel 1: a slow, steady drift."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n, dtype=float)
+    return np.c_[rng.normal(size=n), 0.01 * t + 0.02 * rng.normal(size=n)]
+
+
+def test_slow_channels_are_found_and_centred_per_window():
+    X = _drifting()
+    det = WindowedPCA(width=16, n_components=4, slow_channels="auto").fit(X[:120])
+    assert det.slow_channels_.tolist() == [False, True]
+    assert det.within_window_ratio_[0] > 0.8 > 0.5 > det.within_window_ratio_[1]
+    # The drift continues past the training range: scoring its level would flag every
+    # later row; centred per window it stays normal.
+    kept = WindowedPCA(width=16, n_components=4).fit(X[:120])
+    assert (kept.predict(X)[150:] == -1).mean() > 0.9
+    assert (det.predict(X)[150:] == -1).mean() < 0.2
+    # The reconstruction adds the removed window means back (a level, in X's units).
+    assert np.abs(det.reconstruct(X)[:, 1] - X[:, 1]).mean() < 0.1
+    assert not WindowedPCA(width=16, slow_channels="keep").fit(X).slow_channels_.any()
+
+
+def test_threshold_ignores_edge_rows():
+    det = WindowedAutoencoder(**FAST).fit(_stream())
+    rows = det._steady_rows(det._prepare(_stream(), reset=False))
+    assert not rows[:7].any() and not rows[-7:].any() and rows[7:-7].all()
+
+
+def test_default_detector_design():
+    det = make_default_sensor_detector()
+    assert det.slow_channels == "auto" and det.threshold == "centred_control_chart"

@@ -5,6 +5,7 @@ import pytest
 
 from aepipe.thresholds import (
     BestF1Threshold,
+    CentredControlChartThreshold,
     ContaminationThreshold,
     ControlChartThreshold,
     POTThreshold,
@@ -24,6 +25,15 @@ def test_control_chart_nonnegative_and_signed():
     # Signed scores: the factor widens the distance above the median.
     t = ControlChartThreshold(quantile=1.0, factor=2.0).fit([-3.0, -2.0, -1.0])
     assert t.threshold_ == pytest.approx(0.0)
+
+
+def test_centred_control_chart_scales_the_spread_above_the_median():
+    scores = 100.0 + np.arange(101.0)  # a floor of 100, median 150, max 200
+    assert ControlChartThreshold(quantile=1.0, factor=2.0).fit(scores).threshold_ == 400.0
+    centred = ControlChartThreshold(quantile=1.0, factor=2.0, center="median").fit(scores)
+    assert centred.threshold_ == 250.0
+    assert CentredControlChartThreshold(quantile=1.0, factor=2.0).fit(scores).threshold_ == 250.0
+    assert make_threshold("centred_control_chart").center == "median"
 
 
 def test_pot_recovers_exponential_tail_quantile():

@@ -59,6 +59,7 @@ class BaseWindowedDetector(OutlierMixin, BaseEstimator):
         "max_gap_factor": [Interval(Real, 1, None, closed="neither")],
         "threshold": [StrOptions(set(_THRESHOLD_NAMES)), HasMethods(["fit", "predict"])],
         "standardize": ["boolean"],
+        "slow_channels": [StrOptions({"auto", "keep"})],
     }
 
     # ------------------------------------------------------------ input
@@ -108,13 +109,68 @@ class BaseWindowedDetector(OutlierMixin, BaseEstimator):
                 self.mean_ = np.zeros(values.shape[1])
                 self.scale_ = np.ones(values.shape[1])
         index = X.index if isinstance(X, pd.DataFrame) else None
-        return _Prepared((values - self.mean_) / self.scale_, segments, index)
+        scaled = (values - self.mean_) / self.scale_
+        if reset:
+            self._find_slow_channels(scaled, segments)
+        return _Prepared(scaled, segments, index)
 
-    def _segment_windows(self, prepared: _Prepared, stride: int):
+    def _find_slow_channels(self, scaled, segments) -> None:
+        """Flag channels whose training variance lives mostly *between* windows.
+
+        ``within_window_ratio_[j]`` is the mean variance of channel ``j``
+        inside the training windows over its variance across the whole
+        training stream: about 1 for a channel that fluctuates quickly around
+        a stable level (noise, vibration, flow), near 0 for one that drifts
+        slowly (temperatures, wear, fill levels). With
+        ``slow_channels="auto"``, channels with a ratio below 0.5 are *slow*:
+        each window of them is centred on its own mean, so the model learns and
+        scores their shape and slope inside the window but not their absolute
+        level. A short training stretch cannot show the normal range of a
+        drifting level, and scoring it flags every later normal row once the
+        drift leaves that range.
+        """
+        slow_channels = getattr(self, "slow_channels", "keep")
+        n_channels = scaled.shape[1]
+        ratio = np.ones(n_channels)
+        if self.width > 1:
+            within, total, count = np.zeros(n_channels), np.zeros(n_channels), 0
+            for start, stop in segments:
+                windows = sliding_windows(scaled[start:stop], self.width)
+                within += windows.var(axis=1).sum(axis=0)
+                count += len(windows)
+            total = scaled.var(axis=0)
+            ratio = np.where(total > 0, within / max(count, 1) / np.where(total > 0, total, 1.0),
+                             1.0)
+        self.within_window_ratio_ = ratio
+        self.slow_channels_ = (ratio < 0.5) if slow_channels == "auto" else np.zeros(
+            n_channels, dtype=bool)
+        if self.slow_channels_.any():
+            logger.info("%s: centring slow channels %s per window.", type(self).__name__,
+                        np.flatnonzero(self.slow_channels_).tolist())
+
+    def _centre_slow(self, windows):
+        """Windows with slow channels centred per window, and the removed means."""
+        slow = getattr(self, "slow_channels_", None)
+        means = np.zeros((len(windows), 1, windows.shape[2]))
+        if slow is None or not slow.any():
+            return windows, means
+        means[:, :, slow] = windows[:, :, slow].mean(axis=1, keepdims=True)
+        return windows - means, means
+
+    def _segment_windows(self, prepared: _Prepared, stride: int, *, with_means: bool = False):
+        """Per segment: start, stop, window starts and the model's input windows.
+
+        Slow channels (see :meth:`_find_slow_channels`) are centred per window;
+        ``with_means=True`` also yields the removed means.
+        """
         for start, stop in prepared.segments:
             starts = window_starts(stop - start, self.width, stride)
-            yield start, stop, starts, sliding_windows(prepared.values[start:stop], self.width,
-                                                       stride)
+            windows, means = self._centre_slow(
+                sliding_windows(prepared.values[start:stop], self.width, stride))
+            if with_means:
+                yield start, stop, starts, windows, means
+            else:
+                yield start, stop, starts, windows
 
     def _channel_names(self) -> list:
         names = getattr(self, "feature_names_in_", None)
@@ -131,8 +187,26 @@ class BaseWindowedDetector(OutlierMixin, BaseEstimator):
         logger.info("%s: fitting on %d windows of %d x %d.", type(self).__name__, len(windows),
                     self.width, self.n_features_in_)
         self._fit_windows(windows)
-        self._fit_threshold(self._point_contributions(prepared).sum(axis=1), y)
+        scores = self._point_contributions(prepared).sum(axis=1)
+        steady = self._steady_rows(prepared)
+        self._fit_threshold(scores[steady], None if y is None else np.asarray(y).ravel()[steady])
         return self
+
+    def _steady_rows(self, prepared: _Prepared) -> np.ndarray:
+        """Rows covered by a full ``width`` windows (not within ``width - 1`` of a segment end).
+
+        The threshold is fitted on these rows only: near the ends of the
+        training stream a row's score averages (or takes extremes over) fewer
+        windows, so it is noisier than any row scored later in a long stream,
+        and its extremes would inflate the limit. Falls back to every row when
+        the training stream is too short to have ``2 * width`` steady rows.
+        """
+        mask = np.zeros(len(prepared.values), dtype=bool)
+        for start, stop in prepared.segments:
+            mask[start + self.width - 1: stop - self.width + 1] = True
+        if mask.sum() < 2 * self.width:
+            mask[:] = True
+        return mask
 
     def _fit_threshold(self, train_scores, y):
         self.threshold_object_ = make_threshold(self.threshold)
@@ -221,9 +295,10 @@ class BaseWindowedDetector(OutlierMixin, BaseEstimator):
         check_is_fitted(self)
         prepared = self._prepare(X, reset=False)
         out = np.empty_like(prepared.values)
-        for start, stop, starts, windows in self._segment_windows(prepared, 1):
+        for start, stop, starts, windows, means in self._segment_windows(prepared, 1,
+                                                                         with_means=True):
             out[start:stop] = positions_to_points(
-                self._window_reconstruction(windows), starts, stop - start
+                self._window_reconstruction(windows) + means, starts, stop - start
             )
         out = out * self.scale_ + self.mean_
         if prepared.index is not None:

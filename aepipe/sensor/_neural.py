@@ -165,10 +165,10 @@ _COMMON_DOC = """
         Window length in time steps.
     stride : int, default=1
         Step between training windows (scoring always slides by one step).
-    point_rule : {"mean", "max", "last"}, default="mean"
+    point_rule : {"mean", "max", "min", "last"}, default="mean"
         How window scores become one score per timestamp (see
-        :mod:`aepipe.sensor`): the mean or max over the windows covering it,
-        or the window ending at it (causal).
+        :mod:`aepipe.sensor`): the mean, max or min over the windows covering
+        it, or the window ending at it (causal).
     latent_dim : int, default=8
     activation : str, default="relu"
     noise_level : float, default=0.0
@@ -191,10 +191,18 @@ _COMMON_DOC = """
     validation_fraction : float, default=0.2
     patience : int, default=10
     threshold : str or threshold object, default="control_chart"
-        Alarm threshold fitted on the training point scores: a name from
-        :func:`aepipe.thresholds.make_threshold` or an instance (cloned).
+        Alarm threshold fitted on the training point scores (rows covered by
+        a full ``width`` windows; the noisier edge rows are left out): a name
+        from :func:`aepipe.thresholds.make_threshold` or an instance (cloned).
     standardize : bool, default=True
         Centre and scale each channel with training statistics.
+    slow_channels : {"keep", "auto"}, default="keep"
+        ``"auto"``: channels whose training variance lies mostly between
+        windows (mean within-window variance below half the total: slow drifts
+        such as temperatures) are centred on each window's mean, so their
+        shape is modelled and scored but not their absolute level, which a
+        short normal stretch cannot bound. ``slow_channels_`` and
+        ``within_window_ratio_`` record the choice.
     time_column : str or None, default=None
         Column holding the timestamps; otherwise a DatetimeIndex is used,
         and rows without either are taken as regularly sampled.
@@ -250,8 +258,8 @@ class WindowedAutoencoder(_WindowedNeuralDetector):
                  latent_dim=8, activation="relu", noise_level=0.0, variational=False, beta=1.0,
                  n_models=1, learning_rate=1e-3, weight_decay=0.0, batch_size=64,
                  max_epochs=100, early_stopping=True, validation_fraction=0.2, patience=10,
-                 threshold="control_chart", standardize=True, time_column=None,
-                 gap_policy="split", max_gap_factor=3.0, device="cpu", random_state=None,
+                 threshold="control_chart", standardize=True, slow_channels="keep",
+                 time_column=None, gap_policy="split", max_gap_factor=3.0, device="cpu", random_state=None,
                  verbose=0):
         self.width = width
         self.stride = stride
@@ -272,6 +280,7 @@ class WindowedAutoencoder(_WindowedNeuralDetector):
         self.patience = patience
         self.threshold = threshold
         self.standardize = standardize
+        self.slow_channels = slow_channels
         self.time_column = time_column
         self.gap_policy = gap_policy
         self.max_gap_factor = max_gap_factor
@@ -327,8 +336,8 @@ class WindowedConvAutoencoder(_WindowedNeuralDetector):
                  kernel_size=5, latent_dim=8, activation="relu", noise_level=0.0,
                  variational=False, beta=1.0, n_models=1, learning_rate=1e-3, weight_decay=0.0,
                  batch_size=64, max_epochs=100, early_stopping=True, validation_fraction=0.2,
-                 patience=10, threshold="control_chart", standardize=True, time_column=None,
-                 gap_policy="split", max_gap_factor=3.0, device="cpu", random_state=None,
+                 patience=10, threshold="control_chart", standardize=True, slow_channels="keep",
+                 time_column=None, gap_policy="split", max_gap_factor=3.0, device="cpu", random_state=None,
                  verbose=0):
         self.width = width
         self.stride = stride
@@ -350,6 +359,7 @@ class WindowedConvAutoencoder(_WindowedNeuralDetector):
         self.patience = patience
         self.threshold = threshold
         self.standardize = standardize
+        self.slow_channels = slow_channels
         self.time_column = time_column
         self.gap_policy = gap_policy
         self.max_gap_factor = max_gap_factor

@@ -37,8 +37,10 @@ class WindowedPCA(BaseWindowedDetector):
         Hotelling's T² contributions are the classical
         ``sum_k t_k p_kj z_j / lambda_k`` (they can be negative); Q's are
         squared residuals.
-    stride, point_rule, threshold, standardize, time_column, gap_policy, max_gap_factor
-        As in :class:`WindowedAutoencoder`.
+    stride, point_rule, threshold, standardize, slow_channels, time_column, gap_policy, \
+max_gap_factor
+        As in :class:`WindowedAutoencoder` (``slow_channels="auto"`` needs
+        ``width > 1``: with one-row windows no channel is slow).
 
     Attributes
     ----------
@@ -68,7 +70,8 @@ class WindowedPCA(BaseWindowedDetector):
 
     def __init__(self, width=1, *, stride=1, point_rule="mean", n_components=0.9,
                  statistic="t2+q", threshold="control_chart", standardize=True,
-                 time_column=None, gap_policy="split", max_gap_factor=3.0):
+                 slow_channels="keep", time_column=None, gap_policy="split",
+                 max_gap_factor=3.0):
         self.width = width
         self.stride = stride
         self.point_rule = point_rule
@@ -76,6 +79,7 @@ class WindowedPCA(BaseWindowedDetector):
         self.statistic = statistic
         self.threshold = threshold
         self.standardize = standardize
+        self.slow_channels = slow_channels
         self.time_column = time_column
         self.gap_policy = gap_policy
         self.max_gap_factor = max_gap_factor

@@ -23,6 +23,10 @@ A row's score is, over the windows covering it:
 
 - ``"mean"``: the mean of their scores;
 - ``"max"``: the maximum of their scores;
+- ``"min"``: the minimum of their scores, so a row is above a threshold only
+  when *every* window covering it is (SKAB's Conv-AE rule). An anomaly that
+  fills a window is kept while a brief excursion does not spread its alarm over
+  the ``width - 1`` normal rows around it;
 - ``"last"``: the score of the window that *ends* at the row (causal: uses
   only the past); the first ``width - 1`` rows of a segment, which no window
   ends at, take the score of the first window.
@@ -38,7 +42,7 @@ import pandas as pd
 
 from ..exceptions import DataValidationError
 
-POINT_RULES = ("mean", "max", "last")
+POINT_RULES = ("mean", "max", "min", "last")
 GAP_POLICIES = ("split", "raise", "ignore")
 
 
@@ -93,7 +97,7 @@ def windows_to_points(window_values: np.ndarray, starts: np.ndarray, width: int,
     window_values : ndarray of shape (n_windows,) or (n_windows, k)
     starts : ndarray of int, shape (n_windows,)
     width, n_rows : int
-    rule : {"mean", "max", "last"}
+    rule : {"mean", "max", "min", "last"}
 
     Returns
     -------
@@ -127,6 +131,10 @@ def windows_to_points(window_values: np.ndarray, starts: np.ndarray, width: int,
         np.add.at(count, starts, 1.0)
         np.add.at(count, starts + width, -1.0)
         out = np.cumsum(total, axis=0)[:n_rows] / np.cumsum(count)[:n_rows, None]
+    elif rule == "min":
+        out = np.full(out_shape, np.inf)
+        for offset in range(width):
+            np.minimum.at(out, starts + offset, values)
     else:
         out = np.full(out_shape, -np.inf)
         for offset in range(width):

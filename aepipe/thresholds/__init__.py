@@ -8,6 +8,7 @@ Every threshold follows one small contract: ``fit(scores, y=None)`` learns
 from ._thresholds import (
     BaseThreshold,
     BestF1Threshold,
+    CentredControlChartThreshold,
     ContaminationThreshold,
     ControlChartThreshold,
     POTThreshold,
@@ -18,6 +19,7 @@ from ._thresholds import (
 __all__ = [
     "BaseThreshold",
     "BestF1Threshold",
+    "CentredControlChartThreshold",
     "ContaminationThreshold",
     "ControlChartThreshold",
     "POTThreshold",

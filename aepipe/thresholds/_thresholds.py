@@ -15,7 +15,7 @@ from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from .._compat import Interval
+from .._compat import Interval, StrOptions
 
 logger = logging.getLogger(__name__)
 
@@ -99,10 +99,22 @@ class ControlChartThreshold(BaseThreshold):
     factor is applied to the distance above the median instead, so the rule
     does not flip for negative quantiles.
 
+    With ``center="median"`` the factor always scales the distance of the
+    quantile above the training median: ``median + factor * (q - median)``.
+    Use it for scores with a noise floor, such as a window's reconstruction
+    error summed over noisy channels: there ``factor * q`` mostly multiplies
+    the irreducible floor, so the limit sits many spreads above normal scores
+    and sustained moderate faults go unflagged. The centred limit keeps the
+    same margin in units of the training scores' own spread.
+
     Parameters
     ----------
     quantile : float in (0, 1], default=0.99
     factor : float >= 1, default=1.5
+    center : {"zero", "median"}, default="zero"
+        ``"zero"``: SKAB's ``factor * quantile`` for non-negative scores (and
+        the median-centred rule for scores of any sign); ``"median"``: always
+        centred on the training median.
 
     Examples
     --------
@@ -110,20 +122,25 @@ class ControlChartThreshold(BaseThreshold):
     >>> from aepipe.thresholds import ControlChartThreshold
     >>> ControlChartThreshold(quantile=1.0, factor=2.0).fit([0.0, 1.0, 2.0]).threshold_
     4.0
+    >>> ControlChartThreshold(quantile=1.0, factor=2.0, center="median").fit(
+    ...     [10.0, 11.0, 12.0]).threshold_
+    13.0
     """
 
     _parameter_constraints: dict = {
         "quantile": [Interval(Real, 0, 1, closed="right")],
         "factor": [Interval(Real, 1, None, closed="left")],
+        "center": [StrOptions({"zero", "median"})],
     }
 
-    def __init__(self, quantile=0.99, factor=1.5):
+    def __init__(self, quantile=0.99, factor=1.5, center="zero"):
         self.quantile = quantile
         self.factor = factor
+        self.center = center
 
     def _threshold(self, scores):
         upper = float(np.quantile(scores, self.quantile))
-        if scores.min() >= 0:
+        if self.center == "zero" and scores.min() >= 0:
             return self.factor * upper
         median = float(np.median(scores))
         return median + self.factor * (upper - median)
@@ -356,8 +373,25 @@ class BestF1Threshold(BaseThreshold):
         return self
 
 
+class CentredControlChartThreshold(ControlChartThreshold):
+    """:class:`ControlChartThreshold` with ``center="median"`` (a named default).
+
+    ``median + factor * (quantile - median)`` of the training scores.
+
+    Examples
+    --------
+    >>> from aepipe.thresholds import CentredControlChartThreshold
+    >>> CentredControlChartThreshold(quantile=1.0, factor=2.0).fit([10.0, 11.0, 12.0]).threshold_
+    13.0
+    """
+
+    def __init__(self, quantile=0.99, factor=1.5, center="median"):
+        super().__init__(quantile=quantile, factor=factor, center=center)
+
+
 _NAMED = {
     "control_chart": ControlChartThreshold,
+    "centred_control_chart": CentredControlChartThreshold,
     "contamination": ContaminationThreshold,
     "pot": POTThreshold,
     "spot": SPOTThreshold,
@@ -370,7 +404,7 @@ def make_threshold(threshold) -> BaseThreshold:
 
     Parameters
     ----------
-    threshold : {"control_chart", "contamination", "pot", "spot", "best_f1"} or BaseThreshold
+    threshold : {"control_chart", "centred_control_chart", "contamination", "pot", "spot", "best_f1"} or BaseThreshold
 
     Returns
     -------
