@@ -67,6 +67,13 @@ class AnomalyModel(PythonModel):
     Column order in the input does not matter (columns are selected by name);
     missing or unexpected columns and non-numeric values in numeric columns
     raise :class:`InvalidModelInputError` naming the column and row.
+
+    Through ``mlflow.pyfunc.load_model`` and ``mlflow models serve``, MLflow's
+    own schema enforcement runs first: a missing column or a value that cannot
+    be converted to the signature's type is a 400 with MLflow's message; an
+    *extra* column is dropped by MLflow before ``predict`` sees the input
+    (records are scored on the signature's columns, 200), and JSON booleans in
+    numeric columns are converted to 0/1 by MLflow.
     """
 
     def __init__(self, pipeline=None, *, columns, numeric_columns=None, feature_names=True,
