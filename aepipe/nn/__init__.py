@@ -11,6 +11,7 @@ from ._modules import (
     activation_derivative,
     gaussian_kl,
 )
+from ._residual import ShrinkageAutoencoderModule
 
 __all__ = [
     "ACTIVATIONS",
@@ -22,6 +23,7 @@ __all__ = [
     "LikelihoodHead",
     "MLPDecoder",
     "MLPEncoder",
+    "ShrinkageAutoencoderModule",
     "activation_derivative",
     "gaussian_kl",
 ]
