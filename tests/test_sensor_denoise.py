@@ -64,12 +64,12 @@ def test_reconstruct_is_deterministic_and_keeps_the_frame():
     frame = pd.DataFrame(noisy, columns=list("abcdef"),
                          index=pd.date_range("2024-01-01", periods=300, freq="s"))
     est = WindowedDenoisingAutoencoder(max_epochs=2, random_state=0)
-    first = clone(est).fit(frame).reconstruct(frame)
+    fitted = clone(est).fit(frame)
+    first = fitted.reconstruct(frame)
     second = clone(est).fit(frame).reconstruct(frame)
     assert list(first.columns) == list("abcdef") and first.index.equals(frame.index)
     np.testing.assert_array_equal(first.to_numpy(), second.to_numpy())
     assert clone(est, safe=True).get_params()["noise_level"] == "auto"
-    fitted = clone(est).fit(frame)
     restored = pickle.loads(pickle.dumps(fitted))
     np.testing.assert_allclose(restored.reconstruct(frame).to_numpy(),
                                fitted.reconstruct(frame).to_numpy())

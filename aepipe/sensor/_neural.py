@@ -426,7 +426,9 @@ class WindowedDenoisingAutoencoder(_WindowedNeuralDetector):
        early stopping on the SURE of the last ``validation_fraction`` of the
        windows keeps the best epoch, and the closed-form start is kept instead
        when its validation SURE is lower (``sure_closed_form_``,
-       ``sure_trained_``), so training can only help.
+       ``sure_trained_``), so training can only help. On the synthetic
+       benchmark (``pipelines/benchmark_denoise.py``, linear mixtures of smooth
+       sources) the closed form was always kept: its gain is all linear.
     4. :meth:`reconstruct` averages the overlapping windows' outputs per
        timestamp (stride 1, mean).
 
@@ -442,7 +444,10 @@ class WindowedDenoisingAutoencoder(_WindowedNeuralDetector):
         windows, and a long window's axes fit the training stream's exact
         frequencies (on the synthetic benchmark, 16 steps lost to
         Savitzky–Golay on a test stream whose periods differ from training;
-        8 steps did not).
+        8 steps did not). Longer windows average more noise away, so with few
+        channels use about ``max(8, 64 // n_channels)`` steps (a window of
+        about 64 values; 16 steps for 4 channels), the rule
+        ``pipelines/benchmark_denoise.py`` follows.
     noise_level : "auto" or float, default="auto"
         Noise standard deviation in standardised units, or ``"auto"``.
     hidden_size : int, default=64
