@@ -32,6 +32,7 @@ _LAZY = {
     "make_sensor_stream": "aepipe.datasets",
     "load": "aepipe._persistence",
     "make_default_sensor_detector": "aepipe.sensor",
+    "make_default_sensor_denoiser": "aepipe.sensor._default",
     "make_default_detector": "aepipe.estimators",
     "save": "aepipe._persistence",
     "score_frame": "aepipe.scoring",

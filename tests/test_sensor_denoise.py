@@ -90,3 +90,12 @@ def test_linear_only_and_noise_helper():
 def test_invalid_noise_level_raises():
     with pytest.raises(ValueError):
         WindowedDenoisingAutoencoder(noise_level=-1.0).fit(np.zeros((50, 2)))
+
+
+def test_default_denoiser_factory():
+    from aepipe import make_default_sensor_denoiser
+
+    assert make_default_sensor_denoiser().width == 8
+    assert make_default_sensor_denoiser(n_channels=4).width == 16
+    assert make_default_sensor_denoiser(n_channels=1).width == 32
+    assert make_default_sensor_denoiser(n_channels=16, max_epochs=2).max_epochs == 2

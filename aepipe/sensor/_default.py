@@ -63,3 +63,36 @@ def make_default_sensor_detector(**overrides):
     from ._neural import WindowedAutoencoder
 
     return WindowedAutoencoder(**{**DEFAULT_SENSOR_PARAMS, **overrides})
+
+
+def make_default_sensor_denoiser(n_channels=None, **overrides):
+    """The windowed denoising autoencoder we recommend for cleaning a noisy stream.
+
+    Returns an unfitted
+    :class:`~aepipe.sensor._neural.WindowedDenoisingAutoencoder`: fit it on a
+    noisy stream (no clean signal needed; the noise level is estimated from
+    it) and call ``reconstruct(frame)`` for the denoised signal in the
+    frame's units. With ``n_channels`` the window holds about 64 values
+    (``max(8, 64 // n_channels)`` steps, at most 32), the width its docstring
+    advises; otherwise 8 steps.
+
+    Parameters
+    ----------
+    n_channels : int or None, default=None
+    **overrides
+        Any constructor parameter of ``WindowedDenoisingAutoencoder``.
+
+    Returns
+    -------
+    denoiser : WindowedDenoisingAutoencoder
+
+    Examples
+    --------
+    >>> from aepipe import make_default_sensor_denoiser
+    >>> make_default_sensor_denoiser(n_channels=4).width
+    16
+    """
+    from ._neural import WindowedDenoisingAutoencoder
+
+    params = {} if n_channels is None else {"width": int(min(32, max(8, 64 // n_channels)))}
+    return WindowedDenoisingAutoencoder(**{**params, **overrides})
