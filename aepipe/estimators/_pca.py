@@ -125,21 +125,25 @@ class PCADetector(BaseDetector):
             )
         if not isinstance(n_components, Integral) and np.allclose(Z, Z[:1]):
             n_components = 1  # no variance to share out: a variance fraction is undefined
-        self.pca_ = PCA(
-            n_components=n_components, svd_solver=self.svd_solver, random_state=self.random_state
-        ).fit(Z)
+        self.pca_ = self._fit_pca(Z, n_components)
         full_rank = self.pca_.n_components_ >= min(n_samples, n_features) > 1
         if full_rank and self.statistic != "t2" and not isinstance(n_components, Integral):
             # All components kept: the residual is identically zero and so is every
             # reconstruction score. Keep one fewer so Q and the NLL stay informative.
-            self.pca_ = PCA(
-                n_components=min(n_samples, n_features) - 1, svd_solver=self.svd_solver,
-                random_state=self.random_state,
-            ).fit(Z)
+            self.pca_ = self._fit_pca(Z, min(n_samples, n_features) - 1)
         self.n_components_ = int(self.pca_.n_components_)
         variances = np.asarray(self.pca_.explained_variance_, dtype=np.float64)
         floor = max(1e-12, 1e-9 * float(variances.max(initial=0.0)))
         self.variances_ = np.maximum(variances, floor)
+
+    def _fit_pca(self, Z: np.ndarray, n_components) -> PCA:
+        # Constant or single-row data: sklearn divides zero variance by zero for the
+        # explained-variance ratios (which we do not use) and warns; the fit is fine.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return PCA(
+                n_components=n_components, svd_solver=self.svd_solver,
+                random_state=self.random_state,
+            ).fit(Z)
 
     @property
     def _n_features_out(self) -> int:

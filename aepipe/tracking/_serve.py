@@ -115,13 +115,24 @@ def served_model(model_uri: str, *, tracking_uri: str | None = None, host: str =
 
 
 def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
+    """Terminate the server's whole process group and wait until none of it is left.
+
+    ``mlflow models serve`` starts uvicorn workers in the same group; they can
+    outlive the parent for a moment and keep the port, so waiting for the
+    parent alone is not enough.
+    """
+    group = process.pid
+    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
         try:
-            os.killpg(process.pid, signal.SIGTERM)
+            os.killpg(group, sig)
         except ProcessLookupError:
-            pass
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+            break
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            process.poll()  # reap the parent so the group can empty
+            try:
+                os.killpg(group, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+    process.poll()
