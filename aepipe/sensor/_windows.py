@@ -38,7 +38,6 @@ always covered.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from ..exceptions import DataValidationError
 
