@@ -13,9 +13,9 @@ Savitzky–Golay filter per channel (polyorder 2) with a fixed window
 (``--savgol-window``, chosen without the clean truth) and with its best window
 in hindsight (``savgol_oracle``: the odd window in 5..61 with the lowest MSE to
 the clean test signal, an oracle that favours it); the windowed denoising
-autoencoder (:class:`aepipe.sensor._neural.WindowedDenoisingAutoencoder`,
-default settings but ``width=max(8, 64 // channels)`` as its docstring
-advises, ``.reconstruct``), and as an ablation its closed-form
+autoencoder (``aepipe.make_default_sensor_denoiser(n_channels)``, a
+:class:`aepipe.sensor._neural.WindowedDenoisingAutoencoder` with windows of
+``max(8, 64 // n_channels)`` steps, ``.reconstruct``), and as an ablation its closed-form
 linear path alone (``dae_linear``: no nonlinear branch, no SURE training).
 
 Usage::
@@ -61,7 +61,7 @@ def run_level(level: float, seed: int, args) -> dict:
     from scipy.signal import savgol_filter
     from sklearn.decomposition import PCA
 
-    from aepipe.sensor._neural import WindowedDenoisingAutoencoder
+    from aepipe import make_default_sensor_denoiser
 
     rng = np.random.default_rng(seed)
     clean_train, mixing = make_stream(args.n_train, args.channels, args.sources, rng)
@@ -79,13 +79,14 @@ def run_level(level: float, seed: int, args) -> dict:
     savgol = savgol_filter(noisy_test, window_length=args.savgol_window, polyorder=2, axis=0)
     savgol_oracle = min(mse(savgol_filter(noisy_test, window_length=w, polyorder=2, axis=0))
                         for w in range(5, 62, 2))
-    # The documented rule: windows of about 64 values, at least 8 steps.
-    width = {"width": max(8, 64 // args.channels) if args.width is None else args.width}
-    linear = WindowedDenoisingAutoencoder(**width, hidden_size=0, max_epochs=1, learning_rate=1e-12,
-                                          early_stopping=False, random_state=seed)
+    # The recommended denoiser: windows of about 64 values, at least 8 steps.
+    width = {} if args.width is None else {"width": args.width}
+    linear = make_default_sensor_denoiser(args.channels, **width, hidden_size=0, max_epochs=1,
+                                          learning_rate=1e-12, early_stopping=False,
+                                          random_state=seed)
     linear_estimate = linear.fit(noisy_train).reconstruct(noisy_test)
     tic = time.perf_counter()
-    dae = WindowedDenoisingAutoencoder(**width, max_epochs=args.epochs,
+    dae = make_default_sensor_denoiser(args.channels, **width, max_epochs=args.epochs,
                                        random_state=seed).fit(noisy_train)
     dae_estimate = dae.reconstruct(noisy_test)
     return {"level": level, "seed": seed, "noisy": mse(noisy_test), "pca": mse(pca_estimate),
@@ -105,7 +106,7 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--savgol-window", type=int, default=15)
     parser.add_argument("--width", type=int, default=None,
-                        help="the denoiser's window width (default: max(8, 64 // channels))")
+                        help="the denoiser's window width (default: the factory's rule)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     import torch
