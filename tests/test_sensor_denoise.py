@@ -11,6 +11,17 @@ from sklearn.base import clone
 from aepipe.sensor._neural import WindowedDenoisingAutoencoder, estimate_window_noise
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Small nets: extra OpenMP threads only spin on a shared CPU."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _stream(n_rows, level, seed):
     """Three smooth sources mixed into six channels, plus white noise of ``level`` sd."""
     rng = np.random.default_rng(seed)
@@ -28,7 +39,7 @@ def test_denoiser_beats_savgol_and_pca_without_the_clean_signal(level):
 
     clean_all, noisy_all = _stream(1200, level, seed=0)
     noisy_train, clean, noisy = noisy_all[:800], clean_all[800:], noisy_all[800:]
-    dae = WindowedDenoisingAutoencoder(max_epochs=3, random_state=0).fit(noisy_train)
+    dae = WindowedDenoisingAutoencoder(max_epochs=2, random_state=0).fit(noisy_train)
     dae_mse = ((dae.reconstruct(noisy) - clean) ** 2).mean()
     savgol_mse = min(((savgol_filter(noisy, w, 2, axis=0) - clean) ** 2).mean()
                      for w in range(5, 42, 2))
