@@ -13,8 +13,12 @@ Windowing, the window-to-point rules and the gap policy are documented in
 """
 
 from ._base import BaseWindowedDetector
-from ._default import make_default_sensor_detector
-from ._neural import WindowedAutoencoder, WindowedConvAutoencoder
+from ._default import make_default_sensor_denoiser, make_default_sensor_detector
+from ._neural import (
+    WindowedAutoencoder,
+    WindowedConvAutoencoder,
+    WindowedDenoisingAutoencoder,
+)
 from ._pca import WindowedPCA
 from ._plot import plot_contributions
 from ._windows import find_segments, sliding_windows, window_starts, windows_to_points
@@ -23,8 +27,10 @@ __all__ = [
     "BaseWindowedDetector",
     "WindowedAutoencoder",
     "WindowedConvAutoencoder",
+    "WindowedDenoisingAutoencoder",
     "WindowedPCA",
     "find_segments",
+    "make_default_sensor_denoiser",
     "make_default_sensor_detector",
     "plot_contributions",
     "sliding_windows",
