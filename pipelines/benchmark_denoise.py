@@ -42,7 +42,7 @@ def make_stream(n_rows: int, n_channels: int, n_sources: int, rng: np.random.Gen
     """Clean (n_rows, n_channels) signal from smooth latent sources, and its mixing matrix."""
     t = np.arange(n_rows, dtype=np.float64)
     sources = []
-    for k in range(n_sources - 1):
+    for _ in range(n_sources - 1):
         period = rng.uniform(20, 120)
         phase = np.cumsum(rng.normal(scale=0.01, size=n_rows))
         sources.append(np.sin(2 * np.pi * t / period + phase + rng.uniform(0, 2 * np.pi)))
