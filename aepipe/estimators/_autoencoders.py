@@ -253,47 +253,22 @@ class Autoencoder(BaseDetector):
         return getattr(nets, self._net_name)
 
     def _make_net(self, n_train: int, valid_dataset):
-        import torch
-        from skorch.callbacks import EarlyStopping
-        from skorch.helper import predefined_split
-
-        from ..nets import EpochProgressBar
+        from ..nets import build_net
         from ..nn import AutoencoderModule
 
-        optimizers = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
-                      "sgd": torch.optim.SGD}
-        callbacks = []
-        if valid_dataset is not None:
-            callbacks.append(("early_stopping", EarlyStopping(
-                monitor="valid_loss", patience=self.patience, threshold=1e-4,
-                threshold_mode="rel", load_best=True, sink=logger.info,
-            )))
-        if self.verbose:
-            callbacks.append(("progress", EpochProgressBar()))
-        callbacks += list(self.callbacks or [])
-        extra = {} if self.verbose else {"callbacks__print_log": None}
-        if self.verbose:
-            extra["callbacks__print_log__sink"] = logger.info
-        return self._net_class()(
-            AutoencoderModule,
-            module__widths=self.layout_.widths,
-            module__hidden_sizes=self.hidden_sizes_,
-            module__latent_dim=self.latent_dim_,
-            module__activation=self.activation,
-            module__dropout=self.dropout,
-            module__gaussian_variance=self.gaussian_variance,
-            **{f"module__{k}": v for k, v in self._module_kwargs().items()},
-            optimizer=optimizers[self.optimizer],
-            lr=self.learning_rate,
-            optimizer__weight_decay=self.weight_decay,
-            batch_size=min(self.batch_size, max(n_train, 1)),
-            max_epochs=self.max_epochs,
-            train_split=predefined_split(valid_dataset) if valid_dataset is not None else None,
-            callbacks=callbacks,
-            device=self.device_,
-            verbose=self.verbose,
-            **extra,
-            **self._net_kwargs(),
+        return build_net(
+            self._net_class(), AutoencoderModule,
+            module_params={
+                "widths": self.layout_.widths, "hidden_sizes": self.hidden_sizes_,
+                "latent_dim": self.latent_dim_, "activation": self.activation,
+                "dropout": self.dropout, "gaussian_variance": self.gaussian_variance,
+                **self._module_kwargs(),
+            },
+            net_params=self._net_kwargs(), optimizer=self.optimizer,
+            learning_rate=self.learning_rate, weight_decay=self.weight_decay,
+            batch_size=min(self.batch_size, max(n_train, 1)), max_epochs=self.max_epochs,
+            valid=valid_dataset, patience=self.patience, device=self.device_,
+            verbose=self.verbose, callbacks=self.callbacks or (),
         )
 
     def _fit_encoded(self, Z: np.ndarray) -> None:

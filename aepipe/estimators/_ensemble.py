@@ -264,31 +264,21 @@ class AutoencoderEnsemble(BaseDetector):
         return out.astype(np.float32)
 
     def _make_net(self, n_samples: int):
-        import torch
+        from ..nets import EnsembleAutoencoderModule, TrimmedAutoencoderNet, build_net
 
-        from ..nets import EnsembleAutoencoderModule, EpochProgressBar, TrimmedAutoencoderNet
-
-        callbacks = [("progress", EpochProgressBar())] if self.verbose else []
-        extra = ({"callbacks__print_log__sink": logger.info} if self.verbose
-                 else {"callbacks__print_log": None})
-        return TrimmedAutoencoderNet(
-            EnsembleAutoencoderModule,
-            module__widths=self.layout_.widths,
-            module__latent_dims=self.latent_dims_,
-            module__hidden_size=self.hidden_size_,
-            module__activation=self.activation,
-            trim_fraction=self.trim_fraction,
-            warmup_steps=int(self.warmup_fraction * self.training_steps),
-            optimizer=torch.optim.Adam,
-            lr=self.learning_rate,
-            optimizer__weight_decay=self.weight_decay,
-            batch_size=self.batch_size_,
-            max_epochs=self.max_epochs_,
-            train_split=None,
-            callbacks=callbacks,
-            device=self.device_,
+        return build_net(
+            TrimmedAutoencoderNet, EnsembleAutoencoderModule,
+            module_params={
+                "widths": self.layout_.widths, "latent_dims": self.latent_dims_,
+                "hidden_size": self.hidden_size_, "activation": self.activation,
+            },
+            net_params={
+                "trim_fraction": self.trim_fraction,
+                "warmup_steps": int(self.warmup_fraction * self.training_steps),
+            },
+            learning_rate=self.learning_rate, weight_decay=self.weight_decay,
+            batch_size=self.batch_size_, max_epochs=self.max_epochs_, device=self.device_,
             verbose=self.verbose,
-            **extra,
         )
 
     def _fit_encoded(self, Z: np.ndarray) -> None:

@@ -1,5 +1,6 @@
 """skorch ``NeuralNet`` subclasses: losses, corruption, regularisers. Imports torch."""
 
+from ._build import build_net
 from ._nets import (
     AutoencoderNet,
     ContractiveNet,
@@ -14,6 +15,7 @@ from ._nets import (
 from ._robust import EnsembleAutoencoderModule, TrimmedAutoencoderNet
 
 __all__ = [
+    "build_net",
     "AutoencoderNet",
     "ContractiveNet",
     "DenoisingNet",

@@ -74,35 +74,17 @@ class _WindowedNeuralDetector(BaseWindowedDetector):
         return nets.AutoencoderNet, {}
 
     def _make_net(self, n_channels: int, n_train: int, valid):
-        import torch
-        from skorch.callbacks import EarlyStopping
-        from skorch.helper import predefined_split
+        from ..nets import build_net
 
         module, module_kwargs = self._module(n_channels)
         net_class, net_kwargs = self._net_class()
-        callbacks = []
-        if valid is not None:
-            callbacks.append(("early_stopping", EarlyStopping(
-                monitor="valid_loss", patience=self.patience, threshold=1e-4,
-                threshold_mode="rel", load_best=True, sink=logger.info,
-            )))
-        extra = {"callbacks__print_log__sink": logger.info} if self.verbose else {
-            "callbacks__print_log": None}
-        return net_class(
-            module,
-            **{f"module__{k}": v for k, v in module_kwargs.items()},
-            module__variational=self.variational,
-            optimizer=torch.optim.Adam,
-            lr=self.learning_rate,
-            optimizer__weight_decay=self.weight_decay,
-            batch_size=min(self.batch_size, max(n_train, 1)),
-            max_epochs=self.max_epochs,
-            train_split=predefined_split(valid) if valid is not None else None,
-            callbacks=callbacks,
-            device=self.device_,
-            verbose=self.verbose,
-            **extra,
-            **net_kwargs,
+        return build_net(
+            net_class, module,
+            module_params={**module_kwargs, "variational": self.variational},
+            net_params=net_kwargs, learning_rate=self.learning_rate,
+            weight_decay=self.weight_decay, batch_size=min(self.batch_size, max(n_train, 1)),
+            max_epochs=self.max_epochs, valid=valid, patience=self.patience,
+            device=self.device_, verbose=self.verbose,
         )
 
     def _fit_windows(self, windows: np.ndarray) -> None:
