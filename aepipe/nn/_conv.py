@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._modules import ACTIVATIONS, AEOutput, AutoencoderModule, LikelihoodHead
+from ._modules import ACTIVATIONS, AEOutput, LatentMixin, LikelihoodHead
 
 
 def _conv_lengths(width: int, n_layers: int, stride: int = 2) -> list[int]:
@@ -79,7 +79,7 @@ class ConvDecoder(nn.Module):
         return self.output(x).transpose(1, 2).flatten(1)
 
 
-class ConvAutoencoderModule(nn.Module):
+class ConvAutoencoderModule(LatentMixin, nn.Module):
     """Conv1d encoder/decoder over ``(width, channels)`` windows with a dense code.
 
     Parameters
@@ -131,17 +131,4 @@ class ConvAutoencoderModule(nn.Module):
 
     def encode(self, x: torch.Tensor) -> AEOutput:
         windows = x.view(x.shape[0], self.width, self.n_channels).transpose(1, 2)
-        out = self.encoder(windows)
-        if not self.variational:
-            return AEOutput(params=out, code=out)
-        mu, log_var = out.chunk(2, dim=1)
-        return AEOutput(params=out, code=mu, mu=mu, log_var=log_var.clamp(-12.0, 12.0))
-
-    def forward(self, x: torch.Tensor) -> AEOutput:
-        encoded = self.encode(x)
-        code = encoded.code
-        if self.variational and self.training:
-            code = self.sample_latent(encoded.mu, encoded.log_var)
-        return AEOutput(self.decoder(code), code, encoded.mu, encoded.log_var)
-
-    sample_latent = staticmethod(AutoencoderModule.sample_latent)
+        return self.latent(self.encoder(windows))

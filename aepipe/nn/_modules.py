@@ -255,7 +255,36 @@ class AEOutput(NamedTuple):
     log_var: torch.Tensor | None = None
 
 
-class AutoencoderModule(nn.Module):
+class LatentMixin:
+    """What every aepipe autoencoder module shares around its code.
+
+    ``latent`` turns the encoder's output into an :class:`AEOutput`: the code
+    itself, or for a variational module the mean and log-variance of a
+    Gaussian q(z|x) (the code is the mean). ``forward`` decodes the code, or in
+    training a reparameterised sample of it. Subclasses define ``encode``
+    (input -> AEOutput via ``latent``), ``decoder`` and ``variational``.
+    """
+
+    def latent(self, out: torch.Tensor) -> AEOutput:
+        if not self.variational:
+            return AEOutput(params=out, code=out)
+        mu, log_var = out.chunk(2, dim=1)
+        return AEOutput(params=out, code=mu, mu=mu, log_var=log_var.clamp(-12.0, 12.0))
+
+    def forward(self, x: torch.Tensor) -> AEOutput:
+        encoded = self.encode(x)
+        code = encoded.code
+        if self.variational and self.training:
+            code = self.sample_latent(encoded.mu, encoded.log_var)
+        return AEOutput(self.decoder(code), code, encoded.mu, encoded.log_var)
+
+    @staticmethod
+    def sample_latent(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+        """Reparameterisation: z = mu + sigma * eps, eps ~ N(0, I)."""
+        return mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
+
+
+class AutoencoderModule(LatentMixin, nn.Module):
     """Encoder, decoder and likelihood head of a (possibly variational) autoencoder.
 
     Parameters
@@ -292,23 +321,7 @@ class AutoencoderModule(nn.Module):
         )
 
     def encode(self, x: torch.Tensor) -> AEOutput:
-        out = self.encoder(x)
-        if not self.variational:
-            return AEOutput(params=out, code=out)
-        mu, log_var = out.chunk(2, dim=1)
-        return AEOutput(params=out, code=mu, mu=mu, log_var=log_var.clamp(-12.0, 12.0))
-
-    def forward(self, x: torch.Tensor) -> AEOutput:
-        encoded = self.encode(x)
-        code = encoded.code
-        if self.variational and self.training:
-            code = self.sample_latent(encoded.mu, encoded.log_var)
-        return AEOutput(self.decoder(code), code, encoded.mu, encoded.log_var)
-
-    @staticmethod
-    def sample_latent(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
-        """Reparameterisation: z = mu + sigma * eps, eps ~ N(0, I)."""
-        return mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
+        return self.latent(self.encoder(x))
 
 
 def gaussian_kl(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
