@@ -46,7 +46,47 @@ logger = logging.getLogger(__name__)
 AUTO_FENCE_IQR = 1.5
 
 
-class BaseDetector(OutlierMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class OutlierContractMixin:
+    """scikit-learn's outlier-detector contract on top of ``anomaly_score`` and ``offset_``.
+
+    Shared by the tabular detectors (one score per record) and the windowed
+    ones (one score per timestamp).
+    """
+
+    def score_samples(self, X: ArrayLike) -> np.ndarray:
+        """Log-likelihood under the model (higher = more normal), ``-anomaly_score(X)``.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+        """
+        return -self.anomaly_score(X)
+
+    def decision_function(self, X: ArrayLike) -> np.ndarray:
+        """``score_samples(X) - offset_``: negative for outliers (alarms).
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+        """
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X: ArrayLike) -> np.ndarray:
+        """-1 for outliers (alarms), +1 for inliers.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        return np.where(self.decision_function(X) < 0, -1, 1)
+
+
+class BaseDetector(OutlierContractMixin, OutlierMixin, ClassNamePrefixFeaturesOutMixin,
+                   TransformerMixin, BaseEstimator):
     """Base class for aepipe detectors (not for direct use)."""
 
     _parameter_constraints: dict = {
@@ -173,20 +213,6 @@ class BaseDetector(OutlierMixin, ClassNamePrefixFeaturesOutMixin, TransformerMix
         return float(np.percentile(train_scores, 100.0 * self.contamination))
 
     # ------------------------------------------------------------ scores
-    def score_samples(self, X: ArrayLike) -> np.ndarray:
-        """Log-likelihood of each record under the model (higher = more normal).
-
-        Parameters
-        ----------
-        X : array-like or DataFrame of shape (n_samples, n_features)
-
-        Returns
-        -------
-        scores : ndarray of shape (n_samples,)
-            Minus the decoder's negative log-likelihood of the record.
-        """
-        return -self.anomaly_score(X)
-
     def anomaly_score(self, X: ArrayLike) -> np.ndarray:
         """Anomaly score of each record (higher = more anomalous).
 
@@ -218,23 +244,6 @@ class BaseDetector(OutlierMixin, ClassNamePrefixFeaturesOutMixin, TransformerMix
             self._column_scores(self._validate_input(X, reset=False)), like=X
         )
 
-    def decision_function(self, X: ArrayLike) -> np.ndarray:
-        """``score_samples(X) - offset_``: negative for outliers.
-
-        Returns
-        -------
-        scores : ndarray of shape (n_samples,)
-        """
-        return self.score_samples(X) - self.offset_
-
-    def predict(self, X: ArrayLike) -> np.ndarray:
-        """-1 for outliers, +1 for inliers.
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,)
-        """
-        return np.where(self.decision_function(X) < 0, -1, 1)
 
     # ------------------------------------------------------------ transformer
     def transform(self, X: ArrayLike) -> np.ndarray:

@@ -12,6 +12,7 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .._compat import HasMethods, Interval, StrOptions, validate_data
+from ..estimators._base import OutlierContractMixin
 from ..exceptions import DataValidationError
 from ..thresholds import make_threshold
 from ..thresholds._thresholds import _NAMED as _THRESHOLD_NAMES
@@ -37,7 +38,7 @@ class _Prepared:
         self.index = index
 
 
-class BaseWindowedDetector(OutlierMixin, BaseEstimator):
+class BaseWindowedDetector(OutlierContractMixin, OutlierMixin, BaseEstimator):
     """Base class for windowed detectors (not for direct use).
 
     Subclasses implement, on standardised windows ``W`` of shape
@@ -253,33 +254,6 @@ class BaseWindowedDetector(OutlierMixin, BaseEstimator):
         """
         check_is_fitted(self)
         return self._point_contributions(self._prepare(X, reset=False)).sum(axis=1)
-
-    def score_samples(self, X: ArrayLike) -> np.ndarray:
-        """One score per timestamp, higher = more normal (``-anomaly_score``).
-
-        Returns
-        -------
-        scores : ndarray of shape (n_samples,)
-        """
-        return -self.anomaly_score(X)
-
-    def decision_function(self, X: ArrayLike) -> np.ndarray:
-        """``score_samples(X) - offset_`` (= ``threshold_ - anomaly_score``): negative = alarm.
-
-        Returns
-        -------
-        scores : ndarray of shape (n_samples,)
-        """
-        return self.score_samples(X) - self.offset_
-
-    def predict(self, X: ArrayLike) -> np.ndarray:
-        """-1 for anomalous timestamps (score above ``threshold_``), +1 otherwise.
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,)
-        """
-        return np.where(self.decision_function(X) < 0, -1, 1)
 
     def reconstruct(self, X: ArrayLike):
         """The model's reconstruction of every timestamp, in X's units (a denoised signal).
