@@ -91,6 +91,16 @@ def test_import_aepipe_does_not_import_mlflow():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_pyfunc_model_defines_without_mlflow_type_hint_warning():
+    # MLflow warns at class definition when PythonModel.predict has no type hint.
+    code = ("import warnings; warnings.simplefilter('always')\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    import aepipe.tracking._model\n"
+            "hints = [w for w in caught if 'type hint' in str(w.message).lower()]\n"
+            "assert not hints, [str(w.message) for w in hints]")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_resolve_tracking_uri_precedence(tmp_path, monkeypatch):
     assert resolve_tracking_uri() == f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")

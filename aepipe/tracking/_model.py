@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import warnings
 from importlib import metadata
 from pathlib import Path
 
@@ -132,7 +131,7 @@ class AnomalyModel(PythonModel):
             frame = frame.assign(**converted)
         return frame if self.feature_names else frame.to_numpy()
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params=None):
         """Score ``model_input`` (a DataFrame); see :func:`aepipe.scoring.score_frame`."""
         if self.pipeline is None:
             raise ModelFileError("AnomalyModel has no pipeline; load it with load_model().")
@@ -237,9 +236,7 @@ def log_model(model, X_example, *, name: str = "model", registered_model_name: s
     example = _example_rows(model, frame)
     scored = score_frame(model, example if pyfunc.feature_names else example.to_numpy(), top_k)
     signature = infer_signature(example, scored)
-    with tempfile.TemporaryDirectory(prefix="aepipe-model-") as tmp, warnings.catch_warnings():
-        # Our predict validates its own input; MLflow's type-hint nudge does not apply.
-        warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
+    with tempfile.TemporaryDirectory(prefix="aepipe-model-") as tmp:
         path = Path(tmp) / _PIPELINE_FILE
         joblib.dump(model, path)
         info = mlflow.pyfunc.log_model(
