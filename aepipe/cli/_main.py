@@ -40,7 +40,7 @@ def _quiet_libraries(verbose: int) -> None:
         # MLflow configures its own loggers at import from these variables.
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        # Library warnings (MLflow's about pickling and type hints, deprecations) are
+        # Library warnings (MLflow's about pickling, deprecations) are
         # noise for a command-line user; MLflow re-enables some inside its own
         # catch_warnings blocks, so silence the display rather than add filters.
         warnings.showwarning = _hide_warning
