@@ -35,11 +35,40 @@ def test_outlier_contract():
     assert far[0] < scores.min()
 
 
-def test_feature_scores_add_up_to_the_anomaly_score():
+def test_feature_scores_and_latent_score_add_up_to_the_anomaly_score():
     X = _data()
     detector = AutoencoderEnsemble(**FAST).fit(X)
-    np.testing.assert_allclose(detector.feature_scores(X).sum(axis=1), detector.anomaly_score(X),
-                               rtol=1e-6)
+    total = detector.feature_scores(X).sum(axis=1) + detector.latent_score(X)
+    np.testing.assert_allclose(total, detector.anomaly_score(X), rtol=1e-6)
+
+
+def test_precisely_reconstructed_columns_weigh_more_than_noisy_ones():
+    # Columns 0 and 1 lie on a line (noise 0.01); column 2 is pure noise.
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=300)
+    X = np.column_stack([t, t + 0.01 * rng.normal(size=300), rng.normal(size=300)])
+    detector = AutoencoderEnsemble(**{**FAST, "training_steps": 300}).fit(X)
+    assert (detector.noise_var_[:, 1] < detector.noise_var_[:, 2] / 10).all()
+    off_the_line, off_in_noise = detector.anomaly_score([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    assert off_the_line > detector.anomaly_score(X).max() > off_in_noise
+
+
+def test_latent_score_flags_records_extreme_along_the_learned_structure():
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=(300, 1))
+    X = t @ np.array([[1.0, -1.0, 0.5, 2.0]]) + 0.05 * rng.normal(size=(300, 4))
+    detector = AutoencoderEnsemble(**FAST).fit(X)
+    far_along = 6.0 * np.array([[1.0, -1.0, 0.5, 2.0]])
+    assert detector.latent_score(far_along)[0] > detector.latent_score(X).max()
+    assert detector.code_center_.shape == detector.code_scale_.shape == (3, 2)
+
+
+def test_likelihood_statistics_cover_only_gaussian_columns():
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.normal(size=200), rng.integers(0, 2, 200), rng.normal(size=200)])
+    detector = AutoencoderEnsemble(feature_types={1: "bernoulli"}, **FAST).fit(X)
+    assert detector.noise_var_.shape == (3, 2)
+    assert np.isfinite(detector.score_samples(X)).all()
 
 
 def test_transform_and_inverse_transform_shapes():
@@ -100,10 +129,11 @@ def test_trimmed_loss_ignores_injected_anomalies_better_than_the_plain_loss():
         detector = AutoencoderEnsemble(n_estimators=2, latent_dims=(1, 1), hidden_size=16,
                                        trim_fraction=trim, training_steps=300,
                                        robust_scaling=False, random_state=0).fit(X)
-        score = detector.anomaly_score(X)
-        auc[trim] = roc_auc_score(y, score)
-        normal_score = score[y == 0]
-        separation[trim] = (np.median(score[y == 1]) - np.median(normal_score)) / normal_score.std()
+        auc[trim] = roc_auc_score(y, detector.anomaly_score(X))
+        # What the trimmed loss changes: how well the nets learn to reconstruct the anomalies.
+        error = ((X - detector.reconstruct(X)) ** 2).sum(axis=1)
+        normal_error = error[y == 0]
+        separation[trim] = (np.median(error[y == 1]) - np.median(normal_error)) / normal_error.std()
     assert auc[0.2] >= auc[0.0]
     assert separation[0.2] > 5 * separation[0.0]
 

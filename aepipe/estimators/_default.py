@@ -13,7 +13,9 @@ def make_default_detector(**overrides) -> AutoencoderEnsemble:
     median/IQR input scaling with logarithmic tails (heavy tails and constant
     columns are harmless), a loss that ignores each batch's 20 % worst
     records after a warm-up (the model does not learn the anomalies it is
-    fitted on), a fixed budget of 200 batched gradient steps, and scores
+    fitted on), a fixed budget of 200 batched gradient steps, and a
+    likelihood score per member -- each column's reconstruction error
+    relative to its noise variance, plus how unusual the record's code is --
     normalised per member before averaging. It follows scikit-learn's
     outlier-detector contract (``score_samples`` higher = more normal,
     ``predict`` +/-1, ``offset_`` from ``contamination``).
@@ -23,7 +25,14 @@ def make_default_detector(**overrides) -> AutoencoderEnsemble:
     and a plain autoencoder is sensitive to both (too wide a code or too
     many epochs and it reconstructs the anomalies too). Averaging over code
     sizes, trimming the loss and training by a fixed step budget remove
-    those choices; no setting was tuned per dataset. See
+    those choices; no setting was tuned per dataset. Why the likelihood
+    score: a squared reconstruction error weighs every column alike and is
+    blind to records that are extreme along the structure the nets learned
+    (they reconstruct well); the per-column noise variance and the code's
+    likelihood fix both, which is what made the ensemble clearly better than
+    IsolationForest on ADBench (mean ROC-AUC over 21 sets and 3 seeds 0.830
+    with the plain squared error, 0.840 with the likelihood score, against
+    IsolationForest's 0.810). See
     ``pipelines/benchmark_adbench.py`` for the measured comparison with
     IsolationForest, PCA and PyOD's autoencoders.
 

@@ -7,6 +7,8 @@ import math
 from numbers import Integral, Real
 
 import numpy as np
+from numpy.typing import ArrayLike
+from sklearn.utils.validation import check_is_fitted
 
 from .._compat import Interval, StrOptions, _fit_context
 from .._random import resolve_seed, torch_seeded
@@ -17,6 +19,11 @@ logger = logging.getLogger(__name__)
 
 # Robust scaling: linear within this many robust standard deviations, logarithmic beyond.
 _TAIL_KNEE = 3.0
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+# A column's noise variance is at least this share of the member's mean over columns.
+_VARIANCE_FLOOR = 1e-3
+# The code's median and IQR are estimated on at most this many training records.
+_CODE_SAMPLE = 50_000
 
 
 class AutoencoderEnsemble(BaseDetector):
@@ -43,14 +50,29 @@ class AutoencoderEnsemble(BaseDetector):
       their different initialisations decorrelate the errors. Each member's
       score is divided by its spread (interquartile range) on the training
       data before averaging, so no member dominates by scale.
+    - **A likelihood score, not a plain squared error.** Each member scores a
+      record by its negative log-likelihood under the member seen as a
+      (nonlinear) factor model: a Gaussian code plus independent Gaussian
+      noise per column. The reconstruction error of every Gaussian column is
+      divided by that column's noise variance (its mean squared error on the
+      training data), so a deviation in a column the nets reconstruct
+      precisely counts more than the same deviation in a noisy one; and the
+      code is scored under a Gaussian fitted to the training codes (median
+      and interquartile range), so a record that is extreme *along* the
+      structure the nets learned -- which it reconstructs well, and a
+      reconstruction error alone misses -- scores high too. With linear
+      nets this is probabilistic PCA's likelihood, the sum of the two
+      statistics of PCA process monitoring (Hotelling's T^2 and the squared
+      prediction error Q).
     - **Sized from the data, trained by steps.** One hidden layer of
       ``clip(d, 16, 64)`` units; a fixed budget of ``training_steps``
       gradient steps (epochs follow from the table's size), so training
       cost hardly grows with the number of rows. All members are trained in
       one batched skorch net (:class:`~aepipe.nets.EnsembleAutoencoderModule`).
 
-    The anomaly score is the members' average normalised reconstruction
-    NLL; per-column scores add up to it.
+    The anomaly score is the members' average normalised NLL: the
+    per-column reconstruction terms (``feature_scores``) plus the code term
+    (``latent_score``) add up to it.
 
     Parameters
     ----------
@@ -99,6 +121,11 @@ class AutoencoderEnsemble(BaseDetector):
     latent_dims_ : tuple of int
     hidden_size_, batch_size_, max_epochs_ : int
     robust_center_, robust_scale_ : ndarray of shape (n_gaussian_columns,)
+    noise_var_ : ndarray of shape (n_estimators, n_gaussian_columns)
+        Each member's noise variance per Gaussian column (robust-scaled units).
+    code_center_, code_scale_ : ndarray of shape (n_estimators, max(latent_dims_))
+        Median and robust standard deviation of each member's training codes
+        (1 where a member's code is narrower).
     score_scale_ : ndarray of shape (n_estimators,)
         Each member's training-score spread, its normaliser.
     offset_ : float
@@ -115,6 +142,8 @@ class AutoencoderEnsemble(BaseDetector):
     Rousseeuw, P. J. (1984). Least median of squares regression. JASA 79.
     Chen, J., Sathe, S., Aggarwal, C., Turaga, D. (2017). Outlier detection
     with autoencoder ensembles. SDM.
+    Tipping, M. E., Bishop, C. M. (1999). Probabilistic principal component
+    analysis. JRSS B 61.
 
     Examples
     --------
@@ -295,9 +324,77 @@ class AutoencoderEnsemble(BaseDetector):
             net = self._make_net(len(Z))
             net.fit(TensorDataset(tensor), y=None)
         self.net_ = net
+        self._fit_likelihood(Z)
+
+    def _likelihood_tensors(self):
+        import torch
+
+        return tuple(torch.as_tensor(v, dtype=torch.float32, device=self.device_)
+                     for v in (self.noise_var_, self.code_center_, self.code_scale_))
+
+    @staticmethod
+    def _member_terms(module, x, likelihood):
+        """Per member: column NLLs (n_members, batch, n_columns) and code NLL (n_members, batch).
+
+        ``likelihood`` is ``(noise_var, code_center, code_scale)`` as tensors: the
+        Gaussian columns' NLL uses the per-column noise variance and the code
+        is scored under an axis-aligned Gaussian, both fitted per member.
+        """
+        import torch
+
+        noise_var, code_center, code_scale = likelihood
+        output = module(x)
+        columns = module.member_nll(output.params, x)
+        gaussian = module.head.gaussian_cols
+        if len(gaussian):
+            # The head's unit-variance NLL is 0.5 * r^2 + 0.5 * log(2 pi).
+            half_sq = columns[:, :, gaussian] - _HALF_LOG_2PI
+            columns = columns.index_copy(2, gaussian, (
+                half_sq / noise_var[:, None, :] + _HALF_LOG_2PI
+                + 0.5 * torch.log(noise_var)[:, None, :]))
+        standard = (output.code - code_center[:, None, :]) / code_scale[:, None, :]
+        code = (0.5 * standard.pow(2) + torch.log(code_scale)[:, None, :]
+                + _HALF_LOG_2PI) * module.code_mask
+        return columns, code.sum(dim=2)
+
+    def _fit_likelihood(self, Z: np.ndarray) -> None:
+        """Noise variance per column, code distribution and score scale per member.
+
+        The noise variance of each Gaussian column is its mean squared
+        reconstruction error over the training records (the maximum-likelihood
+        estimate). The code's centre and spread are its median and
+        interquartile range (on at most ``_CODE_SAMPLE`` evenly spaced
+        training records), so anomalies in the training data do not widen it.
+        """
+        gaussian = self.net_.module_.head.gaussian_cols
+
+        def residual_sums(module, x):
+            columns = module.member_nll(module(x).params, x)[:, :, gaussian]
+            return (2.0 * (columns - _HALF_LOG_2PI)).sum(dim=1)[None]
+
+        n_gaussian = len(gaussian)
+        noise_var = (self._batches(Z, residual_sums).astype(np.float64).sum(axis=0)
+                     / max(len(Z), 1))
+        # A column reconstructed (almost) exactly must not turn rounding noise into scores.
+        if n_gaussian:
+            noise_var = np.maximum(noise_var, np.maximum(
+                _VARIANCE_FLOOR * noise_var.mean(axis=1, keepdims=True), 1e-8))
+        self.noise_var_ = noise_var
+        sample = Z[::max(1, math.ceil(len(Z) / _CODE_SAMPLE))]
+        codes = self._batches(sample, lambda m, x: m.encode(x).code, axis=1).astype(np.float64)
+        self.code_center_ = np.median(codes, axis=1)
+        q1, q3 = np.percentile(codes, [25, 75], axis=1)
+        spread = (q3 - q1) / 1.349  # IQR of a standard normal
+        spread = np.where(spread > 1e-6, spread, codes.std(axis=1))
+        self.code_scale_ = np.where(spread > 1e-6, spread, 1.0)
         # Each member's training-score spread: its normaliser in the ensemble average.
-        member_scores = self._batches(Z, lambda m, x: m.member_nll(m(x).params, x).sum(dim=2),
-                                      axis=1).astype(np.float64)
+        likelihood = self._likelihood_tensors()
+
+        def member_total(module, x):
+            columns, code = self._member_terms(module, x, likelihood)
+            return columns.sum(dim=2) + code
+
+        member_scores = self._batches(Z, member_total, axis=1).astype(np.float64)
         q1, q3 = np.percentile(member_scores, [25, 75], axis=1)
         spread = np.where(q3 - q1 > 1e-9, q3 - q1, member_scores.std(axis=1))
         self.score_scale_ = np.where(spread > 1e-9, spread, 1.0)
@@ -330,16 +427,43 @@ class AutoencoderEnsemble(BaseDetector):
             module.train(was_training)
         return np.concatenate(outputs, axis=axis)
 
-    def _column_scores(self, Z: np.ndarray) -> np.ndarray:
+    def _scores(self, Z: np.ndarray) -> np.ndarray:
+        """Members' normalised mean: per-column NLLs, then the code NLL, (n, n_columns + 1)."""
         import torch
 
         scale = torch.as_tensor(self.score_scale_, dtype=torch.float32, device=self.device_)
+        likelihood = self._likelihood_tensors()
 
         def normalised_mean(module, x):
-            nll = module.member_nll(module(x).params, x)
-            return (nll / scale[:, None, None]).mean(dim=0)
+            columns, code = self._member_terms(module, x, likelihood)
+            both = torch.cat([columns, code[:, :, None]], dim=2)
+            return (both / scale[:, None, None]).mean(dim=0)
 
         return self._batches(Z, normalised_mean).astype(np.float64)
+
+    def _column_scores(self, Z: np.ndarray) -> np.ndarray:
+        return self._scores(Z)[:, :-1]
+
+    def _anomaly_score_encoded(self, Z: np.ndarray) -> np.ndarray:
+        return self._scores(Z).sum(axis=1)
+
+    def latent_score(self, X: ArrayLike) -> np.ndarray:
+        """The code's part of the anomaly score (higher = a more unusual code).
+
+        ``anomaly_score(X)`` is ``feature_scores(X).sum(axis=1)`` plus this:
+        the members' normalised NLL of each record's code under the Gaussian
+        fitted to the training codes.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        return self._scores(self._validate_input(X, reset=False))[:, -1]
 
     def _encode_latent(self, Z: np.ndarray) -> np.ndarray:
         import torch
