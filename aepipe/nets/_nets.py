@@ -23,6 +23,8 @@ from ..nn import gaussian_kl
 
 logger = logging.getLogger(__name__)
 
+_BATCH_HOOKS = frozenset({"on_batch_begin", "on_batch_end", "on_grad_computed"})
+
 
 class TensorDataset(torch.utils.data.Dataset):
     """A dataset that is one tensor; batches are slices of it (no per-item collate)."""
@@ -130,22 +132,42 @@ class AutoencoderNet(NeuralNet):
 
     # -- skorch overrides -----------------------------------------------------
     def get_loss(self, y_pred, y_true, X=None, training=False):
+        head = self.module_.head
         if self.mask_missing:
-            head = self.module_.head
-            nll = head.nll(y_pred.params, y_true, head.observed(y_true))
+            loss = self.criterion_(head.nll(y_pred.params, y_true, head.observed(y_true)))
             X = None if X is None else head.fill_missing(X)
+        elif type(self.criterion_) is NegativeLogLikelihood:
+            loss = head.mean_record_nll(y_pred.params, y_true)  # the same value, fewer kernels
         else:
-            nll = self.module_.head.nll(y_pred.params, y_true)
-        return self.criterion_(nll) + self.penalty(y_pred, X)
+            loss = self.criterion_(head.nll(y_pred.params, y_true))
+        penalty = self.penalty(y_pred, X)
+        # Adding a constant 0.0 still costs a kernel forward and backward on every step.
+        return loss + penalty if isinstance(penalty, torch.Tensor) or penalty else loss
 
     def infer(self, x, **fit_params):
         if self.mask_missing and isinstance(x, torch.Tensor):
             x = self.module_.head.fill_missing(x)
         return super().infer(x, **fit_params)
 
+    def notify(self, method_name, **cb_kwargs):
+        # skorch calls three hooks of every callback on every batch, nearly all the
+        # base class's no-ops; during training, batch hooks go only to the callbacks
+        # that define them (found once per fit, when the callbacks are settled).
+        hooks = self.__dict__.get("batch_hook_callbacks_")
+        if hooks is None or method_name not in hooks:
+            return super().notify(method_name, **cb_kwargs)
+        getattr(self, method_name)(self, **cb_kwargs)
+        for callback in hooks[method_name]:
+            getattr(callback, method_name)(self, **cb_kwargs)
+
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         super().on_train_begin(net, X=X, y=y, **kwargs)
         self.last_good_state_, self.last_good_epoch_ = None, None
+        self.batch_hook_callbacks_ = {
+            hook: [cb for _, cb in self.callbacks_
+                   if getattr(type(cb), hook, None) is not getattr(Callback, hook)]
+            for hook in _BATCH_HOOKS
+        }
 
     def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         super().on_epoch_end(net, dataset_train=dataset_train, dataset_valid=dataset_valid,
@@ -158,7 +180,8 @@ class AutoencoderNet(NeuralNet):
 
     def on_train_end(self, net, X=None, y=None, **kwargs):
         super().on_train_end(net, X=X, y=y, **kwargs)
-        self.last_good_state_ = None  # training-only state: keep it out of pickles
+        # Training-only state: keep it out of pickles.
+        self.last_good_state_ = self.batch_hook_callbacks_ = None
 
     def train_step_single(self, batch, **fit_params):
         # skorch sets the mode on every batch, walking all submodules; once per
@@ -170,7 +193,8 @@ class AutoencoderNet(NeuralNet):
                               else clean)
         y_pred = self.infer(inputs, **fit_params)
         loss = self.get_loss(y_pred, clean, X=inputs, training=True)
-        if not torch.isfinite(loss):
+        # A float check: torch.isfinite would add a kernel and a tensor per step.
+        if not math.isfinite(loss.item()):
             state = getattr(self, "last_good_state_", None)
             if state is not None:
                 self.module_.load_state_dict(state)
