@@ -51,7 +51,12 @@ _CLASSES = (
     "DenoisingAutoencoder",
     "SparseAutoencoder",
     "VariationalAutoencoder",
+    "AutoencoderEnsemble",
 )
+# Learned arrays of the ensemble (the recommended default), saved as JSON numbers.
+_ENSEMBLE_ARRAYS = ("robust_center_", "robust_scale_", "noise_var_", "code_center_",
+                    "code_scale_", "score_scale_")
+_ENSEMBLE_INTS = ("hidden_size_", "batch_size_", "max_epochs_")
 # Parameters that hold training-time objects, not part of a saved model.
 _NOT_SAVED = {"callbacks": None, "checkpoint_dir": None}
 
@@ -136,12 +141,42 @@ def _check_savable(estimator) -> None:
     check_is_fitted(estimator)
 
 
+def _model_state(estimator) -> dict:
+    """The class-specific learned sizes and statistics, as JSON values."""
+    if type(estimator).__name__ == "AutoencoderEnsemble":
+        return {
+            "latent_dims_": [int(k) for k in estimator.latent_dims_],
+            **{name: int(getattr(estimator, name)) for name in _ENSEMBLE_INTS},
+            **{name: _plain(np.asarray(getattr(estimator, name), dtype=np.float64))
+               for name in _ENSEMBLE_ARRAYS},
+        }
+    return {
+        "hidden_sizes_": [int(h) for h in estimator.hidden_sizes_],
+        "latent_dim_": int(estimator.latent_dim_),
+        "score_seed": int(estimator._score_seed),
+    }
+
+
+def _restore_model_state(estimator, fitted: dict) -> None:
+    if type(estimator).__name__ == "AutoencoderEnsemble":
+        estimator.latent_dims_ = tuple(int(k) for k in fitted["latent_dims_"])
+        for name in _ENSEMBLE_INTS:
+            setattr(estimator, name, int(fitted[name]))
+        for name in _ENSEMBLE_ARRAYS:
+            setattr(estimator, name, np.asarray(fitted[name], dtype=np.float64))
+        return
+    estimator.hidden_sizes_ = tuple(int(h) for h in fitted["hidden_sizes_"])
+    estimator.latent_dim_ = int(fitted["latent_dim_"])
+    estimator._score_seed = int(fitted["score_seed"])
+
+
 def save(estimator, path) -> Path:
     """Write a fitted autoencoder to ``path`` in aepipe's safe model format.
 
     Parameters
     ----------
-    estimator : fitted Autoencoder (or one of its subclasses)
+    estimator : fitted Autoencoder (or one of its subclasses) or AutoencoderEnsemble
+        (:func:`aepipe.make_default_detector`)
     path : str or path-like
         The zip file to write; replaced atomically if it exists.
 
@@ -180,11 +215,9 @@ def save(estimator, path) -> Path:
         "n_features_in_": int(estimator.n_features_in_),
         "feature_names_in_": (None if not hasattr(estimator, "feature_names_in_")
                               else [str(n) for n in estimator.feature_names_in_]),
-        "hidden_sizes_": [int(h) for h in estimator.hidden_sizes_],
-        "latent_dim_": int(estimator.latent_dim_),
         "device_": str(estimator.device_),
-        "score_seed": int(estimator._score_seed),
         "layout_": _layout_to_json(estimator.layout_),
+        **_model_state(estimator),
     }
     config = {
         "format": FORMAT,
@@ -253,7 +286,7 @@ def load(path, *, device: str | None = None):
 
     Returns
     -------
-    estimator : fitted Autoencoder (or subclass)
+    estimator : fitted Autoencoder (or subclass) or AutoencoderEnsemble
 
     Raises
     ------
@@ -338,19 +371,20 @@ def _build(cls, config, members, device):
             device = "cpu"
     estimator.device_ = resolve_device(device)
     estimator.layout_ = _layout_from_json(fitted["layout_"])
-    estimator.hidden_sizes_ = tuple(int(h) for h in fitted["hidden_sizes_"])
-    estimator.latent_dim_ = int(fitted["latent_dim_"])
+    _restore_model_state(estimator, fitted)
     estimator.n_features_in_ = int(fitted["n_features_in_"])
     if fitted.get("feature_names_in_") is not None:
         estimator.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
-    estimator._score_seed = int(fitted["score_seed"])
     try:
         state = torch.load(io.BytesIO(members[WEIGHTS]), map_location=estimator.device_,
                            weights_only=True)
     except Exception as error:  # the unpickler raises many types on bad data
         raise ModelFileError(f"The weights cannot be read ({error}).") from None
-    net = estimator._make_net(1, None)
-    net.mask_missing = estimator.handle_missing == "mask"
+    if type(estimator).__name__ == "AutoencoderEnsemble":
+        net = estimator._make_net(1)
+    else:
+        net = estimator._make_net(1, None)
+        net.mask_missing = estimator.handle_missing == "mask"
     net.initialize()
     net.module_.load_state_dict(state)
     net.train_split = None

@@ -85,6 +85,24 @@ def test_round_trip_of_a_mixed_frame_keeps_columns_and_dtypes(tmp_path):
     assert list(loaded.feature_names_in_) == list(frame.columns)
 
 
+def test_round_trip_of_the_default_detector_is_exact(tmp_path):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"amount": rng.lognormal(size=120), "const": 1.0,
+                          "flag": rng.random(120) < 0.5,
+                          "shop": pd.Categorical(rng.choice(["a", "b", "c"], size=120))})
+    est = aepipe.make_default_detector(n_estimators=3, training_steps=20, random_state=0)
+    est.fit(frame)
+    loaded = aepipe.load(aepipe.save(est, tmp_path / "default.zip"))
+    assert type(loaded) is type(est)
+    assert loaded.get_params() == est.get_params()
+    np.testing.assert_array_equal(loaded.score_samples(frame), est.score_samples(frame))
+    np.testing.assert_array_equal(loaded.latent_score(frame), est.latent_score(frame))
+    np.testing.assert_array_equal(loaded.predict(frame), est.predict(frame))
+    pd.testing.assert_frame_equal(loaded.feature_scores(frame), est.feature_scores(frame))
+    pd.testing.assert_frame_equal(loaded.reconstruct(frame), est.reconstruct(frame))
+    assert loaded.latent_dims_ == est.latent_dims_
+
+
 def test_file_holds_only_json_and_a_weights_only_state_dict(saved):
     with zipfile.ZipFile(saved) as archive:
         assert sorted(archive.namelist()) == ["config.json", "history.json", "weights.pt"]
