@@ -255,3 +255,58 @@ def test_error_in_a_real_process_is_one_line(tmp_path):
     )
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == ["Error: Data file not found: 'absent.csv'."]
+
+
+# ------------------------------------------------------------------ windowed models in chunks
+TINY_SENSOR = {
+    "steps": [{"estimator": "WindowedAutoencoder",
+               "params": {"width": 8, "max_epochs": 2, "early_stopping": False,
+                          "random_state": 0}}],
+}
+
+
+@pytest.mark.parametrize("n_rows, chunk_size, context", [
+    (10, 3, 2), (10, 1, 4), (10, 100, 3), (25, 7, 7), (5, 2, 0), (9, 9, 8),
+])
+def test_stream_with_context_emits_each_row_once_with_its_context(n_rows, chunk_size, context):
+    from aepipe.cli._main import _stream_with_context
+
+    frame = pd.DataFrame({"x": np.arange(n_rows)})
+    chunks = (frame.iloc[i:i + chunk_size] for i in range(0, n_rows, chunk_size))
+    emitted = []
+    for part, first, stop in _stream_with_context(chunks, context):
+        rows = part["x"].to_numpy()
+        assert (np.diff(rows) == 1).all()  # contiguous
+        for k in range(first, stop):
+            # every emitted row sees `context` rows on each side, as far as the stream has them
+            assert k >= min(context, rows[k]) and len(rows) - 1 - k >= min(
+                context, n_rows - 1 - rows[k])
+        emitted.extend(rows[first:stop])
+    assert emitted == list(range(n_rows))
+
+
+def test_score_of_a_windowed_model_does_not_depend_on_chunk_size(tmp_path):
+    from aepipe.datasets import make_sensor_stream
+
+    stream = make_sensor_stream(240, 3, n_anomalies=2, random_state=0)
+    frame = stream.X.reset_index(drop=True)
+    frame.insert(0, "t", np.arange(len(frame)))
+    data = tmp_path / "stream.csv"
+    frame.to_csv(data, index=False)
+    config = tmp_path / "sensor.json"
+    config.write_text(json.dumps(TINY_SENSOR))
+    fitted = invoke("fit", "--pipeline", config, "--data", data, "--drop-column", "t")
+    assert fitted.exit_code == 0, fitted.output
+    model = fitted.stdout.strip().splitlines()[-1]
+    outputs = []
+    for chunk_size in (1000, 50, 5):
+        out = tmp_path / f"scores_{chunk_size}.csv"
+        result = invoke("score", "--model", model, "--data", data, "--out", out,
+                        "--id-column", "t", "--chunk-size", chunk_size, "--no-progress")
+        assert result.exit_code == 0, result.output
+        outputs.append(pd.read_csv(out))
+    for other in outputs[1:]:
+        np.testing.assert_array_equal(other["t"], outputs[0]["t"])
+        np.testing.assert_allclose(other["anomaly_score"], outputs[0]["anomaly_score"],
+                                   rtol=1e-5)
+    assert len(outputs[0]) == len(frame)

@@ -345,9 +345,57 @@ def fit(pipeline_config, data, label_column, drop_column, experiment, run_name,
 
 
 # ---------------------------------------------------------------- score / explain
+def _window_context(model) -> int:
+    """Rows of context a windowed detector needs on each side of a row (0 for tabular ones)."""
+    from sklearn.pipeline import Pipeline
+
+    from ..sensor import BaseWindowedDetector
+
+    pipeline = getattr(model, "pipeline", None)
+    final = pipeline[-1] if isinstance(pipeline, Pipeline) else pipeline
+    return int(final.width) - 1 if isinstance(final, BaseWindowedDetector) else 0
+
+
+def _stream_with_context(chunks, context: int):
+    """Yield ``(frame, first, stop)``: rows ``first:stop`` of ``frame`` are to be emitted.
+
+    With ``context > 0`` (a windowed detector) every frame carries up to
+    ``context`` rows before and holds back ``context`` rows after the rows
+    it emits, which come out with the next frame: each row is scored from
+    the same windows as when the whole stream is scored at once, whatever
+    the chunk size.
+    """
+    import pandas as pd
+
+    if context == 0:
+        for chunk in chunks:
+            yield chunk, 0, len(chunk)
+        return
+    left = None  # rows already emitted, kept as context
+    pending = None  # rows read but not yet emitted
+    for chunk in chunks:
+        parts = [p for p in (left, pending, chunk) if p is not None]
+        frame = pd.concat(parts) if len(parts) > 1 else chunk
+        first = 0 if left is None else len(left)
+        stop = max(first, len(frame) - context)
+        if stop > first:
+            yield frame, first, stop
+        left = frame.iloc[max(0, stop - context):stop] if stop > first else left
+        pending = frame.iloc[stop:]
+    if pending is not None and len(pending):
+        parts = [p for p in (left, pending) if p is not None]
+        frame = pd.concat(parts)
+        yield frame, len(frame) - len(pending), len(frame)
+
+
 def _score_stream(model, data, *, chunk_size, id_column, drop_column, top_k, writer=None,
                   keep_top=0, show_progress=False, rejected=None):
-    """Score a file chunk by chunk; write each chunk; keep the ``keep_top`` most anomalous rows."""
+    """Score a file chunk by chunk; write each chunk; keep the ``keep_top`` most anomalous rows.
+
+    A windowed detector's rows are scored with ``width - 1`` rows of context
+    on each side taken across chunk borders, so its scores do not depend on
+    ``chunk_size``.
+    """
     import pandas as pd
     from tqdm.auto import tqdm
 
@@ -357,31 +405,42 @@ def _score_stream(model, data, *, chunk_size, id_column, drop_column, top_k, wri
     n_rows = 0
     top = None
     id_name = id_column or "row"
+    context = _window_context(model)
+    if context and rejected is not None:
+        raise click.UsageError(
+            "--on-error skip is not supported for windowed (sensor) models: dropping rows "
+            "would join windows across them. Clean the stream first."
+        )
+
     with tqdm(desc="scoring", unit=" rows", file=sys.stderr,
               disable=None if show_progress else True,
               unit_scale=True) as bar:
-        for chunk in iter_table(data, chunk_size):
-            ids = chunk[id_column].to_numpy() if id_column else chunk.index.to_numpy()
-            features = chunk.drop(columns=[c for c in (id_column, *drop_column) if c])
+        # iter_table indexes rows by their 0-based position in the file.
+        for frame, first, stop in _stream_with_context(iter_table(data, chunk_size), context):
+            ids = frame[id_column].to_numpy() if id_column else frame.index.to_numpy()
+            features = frame.drop(columns=[c for c in (id_column, *drop_column) if c])
             if rejected is not None:  # --on-error skip: score the good rows, report the rest
                 from ..scoring._validate import split_valid_rows
 
                 features, report = split_valid_rows(
                     model, features, score=lambda part: model.predict(None, part))
                 rejected.append(report)
-                ids = ids[chunk.index.get_indexer(features.index)]
+                ids = ids[frame.index.get_indexer(features.index)]
                 if len(features) == 0:
+                    n_rows += len(frame)
+                    bar.update(len(frame))
                     continue
-            scored = model.predict(None, features)
-            scored = scored.reset_index(drop=True)
+            scored = model.predict(None, features).reset_index(drop=True)
             scored.insert(0, id_name, ids)
+            if context:
+                scored = scored.iloc[first:stop].reset_index(drop=True)
             if writer is not None:
                 writer.write(scored)
             if keep_top:
                 both = scored if top is None else pd.concat([top, scored], ignore_index=True)
                 top = both.nlargest(keep_top, "anomaly_score")
-            n_rows += len(chunk)
-            bar.update(len(chunk))
+            n_rows += stop - first
+            bar.update(stop - first)
     if n_rows == 0:
         raise click.UsageError(f"{data!r} has no rows to score.")
     return n_rows, top
