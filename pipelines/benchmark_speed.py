@@ -13,8 +13,8 @@ output, Adam, squared-error loss) is trained and scored by
 
 Runs alternate between the three (``--repeats`` rounds) and the tables show
 medians: training throughput in rows x epochs / s, scoring throughput in
-rows / s (each run keeps the fastest of ``--score-loops`` scoring calls, as
-timeit does: one call takes milliseconds), and aepipe's ratio to the floor.
+rows / s (each run keeps the fastest of ``--score-loops`` scoring calls,
+interleaved across the tools, as timeit does: one call takes milliseconds), and aepipe's ratio to the floor.
 Timings on a shared machine are noisy; compare ratios from the same run.
 
 Example
@@ -122,9 +122,9 @@ def main(argv=None):
                         help="hidden-latent pairs")
     parser.add_argument("--tools", nargs="+", default=list(TOOLS), choices=list(TOOLS))
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--score-loops", type=int, default=5,
-                        help="scoring calls per run; the fastest counts (timeit's best-of), "
-                             "since one call over the data takes only milliseconds")
+    parser.add_argument("--score-loops", type=int, default=10,
+                        help="scoring calls per tool and run, interleaved across tools; the "
+                             "fastest counts (timeit's best-of): one call takes milliseconds")
     args = parser.parse_args(argv)
 
     import torch
@@ -141,18 +141,23 @@ def main(argv=None):
             for repeat in range(args.repeats):
                 # Alternate the order so drifting machine load hits every tool alike.
                 order = args.tools if repeat % 2 == 0 else args.tools[::-1]
+                models = {}
                 for tool in order:
-                    fit, score = TOOLS[tool]
+                    fit = TOOLS[tool][0]
                     start = time.perf_counter()
-                    model = fit(X, hidden, latent, batch_size, args.epochs)
+                    models[tool] = fit(X, hidden, latent, batch_size, args.epochs)
                     fit_times[tool].append(time.perf_counter() - start)
-                    loop_times[tool].append(training_loop_seconds(model, fit_times[tool][-1]))
-                    best = float("inf")
-                    for _ in range(args.score_loops):
+                    loop_times[tool].append(training_loop_seconds(models[tool],
+                                                                  fit_times[tool][-1]))
+                # Scoring calls interleave the tools too; each keeps its fastest call.
+                best = dict.fromkeys(args.tools, float("inf"))
+                for loop in range(args.score_loops):
+                    for tool in (order if loop % 2 == 0 else order[::-1]):
                         start = time.perf_counter()
-                        score(model, X)
-                        best = min(best, time.perf_counter() - start)
-                    score_times[tool].append(best)
+                        TOOLS[tool][1](models[tool], X)
+                        best[tool] = min(best[tool], time.perf_counter() - start)
+                for tool in args.tools:
+                    score_times[tool].append(best[tool])
             for tool in args.tools:
                 rows.append(dict(
                     arch=f"{args.features}-{hidden}-{latent}-{hidden}-{args.features}",
