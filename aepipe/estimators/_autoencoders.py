@@ -445,6 +445,15 @@ class Autoencoder(BaseDetector):
             m(self._net_input(m, x)).params, x, self._observed(m, x)))
         return nll.astype(np.float64)
 
+    def _anomaly_score_encoded(self, Z: np.ndarray) -> np.ndarray:
+        import torch
+
+        # Summed per batch in float64 inside torch: one value per record leaves the
+        # network instead of an (n, n_columns) matrix and its float64 copy.
+        return self._finite_batches(Z, lambda m, x: m.head.nll(
+            m(self._net_input(m, x)).params, x, self._observed(m, x)).sum(
+                dim=1, dtype=torch.float64))
+
     def _encode_latent(self, Z: np.ndarray) -> np.ndarray:
         return self._finite_batches(Z, lambda m, x: m.encode(self._net_input(m, x)).code)
 
