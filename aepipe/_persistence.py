@@ -141,9 +141,13 @@ def _check_savable(estimator) -> None:
     check_is_fitted(estimator)
 
 
+def _is_ensemble(estimator) -> bool:
+    return type(estimator).__name__ == "AutoencoderEnsemble"
+
+
 def _model_state(estimator) -> dict:
     """The class-specific learned sizes and statistics, as JSON values."""
-    if type(estimator).__name__ == "AutoencoderEnsemble":
+    if _is_ensemble(estimator):
         return {
             "latent_dims_": [int(k) for k in estimator.latent_dims_],
             **{name: int(getattr(estimator, name)) for name in _ENSEMBLE_INTS},
@@ -158,7 +162,7 @@ def _model_state(estimator) -> dict:
 
 
 def _restore_model_state(estimator, fitted: dict) -> None:
-    if type(estimator).__name__ == "AutoencoderEnsemble":
+    if _is_ensemble(estimator):
         estimator.latent_dims_ = tuple(int(k) for k in fitted["latent_dims_"])
         for name in _ENSEMBLE_INTS:
             setattr(estimator, name, int(fitted[name]))
@@ -380,7 +384,7 @@ def _build(cls, config, members, device):
                            weights_only=True)
     except Exception as error:  # the unpickler raises many types on bad data
         raise ModelFileError(f"The weights cannot be read ({error}).") from None
-    if type(estimator).__name__ == "AutoencoderEnsemble":
+    if _is_ensemble(estimator):
         net = estimator._make_net(1)
     else:
         net = estimator._make_net(1, None)

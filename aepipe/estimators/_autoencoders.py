@@ -440,19 +440,21 @@ class Autoencoder(BaseDetector):
         module64 = copy.deepcopy(self.net_.module_).double()
         return self._batches(np.asarray(Z, dtype=np.float64), fn, module=module64)
 
+    def _nll(self, module, x):
+        """Per-column reconstruction NLL of a batch, (batch, n_columns)."""
+        return module.head.nll(module(self._net_input(module, x)).params, x,
+                               self._observed(module, x))
+
     def _column_scores(self, Z: np.ndarray) -> np.ndarray:
-        nll = self._finite_batches(Z, lambda m, x: m.head.nll(
-            m(self._net_input(m, x)).params, x, self._observed(m, x)))
-        return nll.astype(np.float64)
+        return self._finite_batches(Z, self._nll).astype(np.float64)
 
     def _anomaly_score_encoded(self, Z: np.ndarray) -> np.ndarray:
         import torch
 
         # Summed per batch in float64 inside torch: one value per record leaves the
         # network instead of an (n, n_columns) matrix and its float64 copy.
-        return self._finite_batches(Z, lambda m, x: m.head.nll(
-            m(self._net_input(m, x)).params, x, self._observed(m, x)).sum(
-                dim=1, dtype=torch.float64))
+        return self._finite_batches(
+            Z, lambda m, x: self._nll(m, x).sum(dim=1, dtype=torch.float64))
 
     def _encode_latent(self, Z: np.ndarray) -> np.ndarray:
         return self._finite_batches(Z, lambda m, x: m.encode(self._net_input(m, x)).code)
