@@ -6,8 +6,8 @@ import torch
 from skorch.callbacks import Callback
 
 from aepipe import Autoencoder
-from aepipe.nets import AutoencoderNet, TensorDataset
-from aepipe.nn import AutoencoderModule, LikelihoodHead, MLPEncoder
+from aepipe.nets import AutoencoderNet, EnsembleAutoencoderModule, TensorDataset
+from aepipe.nn import AutoencoderModule, LikelihoodHead, MLPEncoder, inference_batch_rows
 
 torch.set_num_threads(1)
 
@@ -71,3 +71,28 @@ def test_encoder_applies_dropout_and_output_activation_only_when_asked():
     assert ((first > 0) & (first < 1)).all()
     dropped.eval()
     assert torch.equal(dropped(x), dropped(x))
+
+
+@pytest.mark.parametrize("module, device, rows", [
+    # 256 float32 units x 2048 rows = 2 MiB, the CPU activation budget.
+    (AutoencoderModule([("gaussian", 1)] * 20, hidden_sizes=(256,), latent_dim=64), "cpu", 2048),
+    (AutoencoderModule([("gaussian", 1)] * 20, hidden_sizes=(64,), latent_dim=16), "cpu", 8192),
+    # Stacked members count: 8 x 100 units -> 655 rows, rounded down to 512.
+    (EnsembleAutoencoderModule([("gaussian", 1)] * 100, latent_dims=[4] * 8, hidden_size=64),
+     "cpu", 512),
+    (AutoencoderModule([("gaussian", 1)] * 20, hidden_sizes=(4096,), latent_dim=8), "cpu", 512),
+    (AutoencoderModule([("gaussian", 1)] * 20, hidden_sizes=(256,), latent_dim=64), "cuda", 8192),
+])
+def test_inference_batch_rows_keeps_one_activation_cache_sized_on_cpu(module, device, rows):
+    assert inference_batch_rows(module, device) == rows
+
+
+def test_scores_do_not_depend_on_the_scoring_batch_boundaries():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1500, 6))
+    # 4096 hidden units -> 512-row scoring batches, so 1500 rows span three.
+    model = Autoencoder(hidden_sizes=(4096,), latent_dim=2, max_epochs=1, random_state=0).fit(X[:200])
+    assert inference_batch_rows(model.net_.module_, "cpu") == 512
+    whole = model.score_samples(X)
+    pieces = np.concatenate([model.score_samples(X[i:i + 100]) for i in range(0, 1500, 100)])
+    np.testing.assert_allclose(whole, pieces, rtol=1e-5)

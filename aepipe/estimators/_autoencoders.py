@@ -15,7 +15,6 @@ from ._base import BaseDetector
 
 logger = logging.getLogger(__name__)
 
-_SCORING_BATCH = 8192
 _ACTIVATIONS = {"relu", "leaky_relu", "elu", "gelu", "silu", "tanh", "sigmoid"}
 
 
@@ -407,17 +406,20 @@ class Autoencoder(BaseDetector):
 
     # ------------------------------------------------------------ inference
     def _batches(self, Z: np.ndarray, fn, module=None):
-        """Apply ``fn(tensor) -> tensor`` over large batches in inference mode."""
+        """Apply ``fn(tensor) -> tensor`` over cache-sized batches in inference mode."""
         import torch
 
+        from ..nn import inference_batch_rows
+
         module = self.net_.module_ if module is None else module
+        rows = inference_batch_rows(module, self.device_)
         was_training = module.training
         module.eval()
         outputs = []
         try:
             with torch.inference_mode():
-                for start in range(0, len(Z), _SCORING_BATCH):
-                    batch = torch.from_numpy(np.ascontiguousarray(Z[start:start + _SCORING_BATCH]))
+                for start in range(0, len(Z), rows):
+                    batch = torch.from_numpy(np.ascontiguousarray(Z[start:start + rows]))
                     outputs.append(fn(module, batch.to(self.device_)).cpu().numpy())
         finally:
             module.train(was_training)

@@ -12,7 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._compat import Interval, StrOptions, _fit_context
 from .._random import resolve_seed, torch_seeded
-from ._autoencoders import _SCORING_BATCH, resolve_device
+from ._autoencoders import resolve_device
 from ._base import BaseDetector
 
 logger = logging.getLogger(__name__)
@@ -405,21 +405,24 @@ class AutoencoderEnsemble(BaseDetector):
 
     # ------------------------------------------------------------ inference
     def _batches(self, Z: np.ndarray, fn, axis: int = 0, robust: bool = True) -> np.ndarray:
-        """Apply ``fn(module, tensor) -> tensor`` over large batches in inference mode.
+        """Apply ``fn(module, tensor) -> tensor`` over cache-sized batches in inference mode.
 
         The robust scaling is applied per batch (``robust=True``), so scoring
         holds at most one batch of intermediate values beside the output.
         """
         import torch
 
+        from ..nn import inference_batch_rows
+
         module = self.net_.module_
+        rows = inference_batch_rows(module, self.device_)
         was_training = module.training
         module.eval()
         outputs = []
         try:
             with torch.inference_mode():
-                for start in range(0, len(Z), _SCORING_BATCH):
-                    chunk = Z[start:start + _SCORING_BATCH]
+                for start in range(0, len(Z), rows):
+                    chunk = Z[start:start + rows]
                     chunk = self._robust(chunk) if robust else chunk
                     batch = torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32))
                     outputs.append(fn(module, batch.to(self.device_)).cpu().numpy())

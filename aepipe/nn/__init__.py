@@ -1,5 +1,6 @@
 """Torch modules (encoders, decoders, likelihood heads). Imports torch."""
 
+from ._batching import inference_batch_rows
 from ._conv import ConvAutoencoderModule, ConvDecoder, ConvEncoder
 from ._modules import (
     ACTIVATIONS,
@@ -26,4 +27,5 @@ __all__ = [
     "ShrinkageAutoencoderModule",
     "activation_derivative",
     "gaussian_kl",
+    "inference_batch_rows",
 ]
