@@ -5,7 +5,8 @@ output, Adam, squared-error loss) is trained and scored by
 
 - ``torch``: a minimal hand-written loop (one permutation per epoch, tensor
   slices, ``zero_grad / forward / backward / step``; scoring is a forward
-  pass in batches of 8192 under ``torch.inference_mode``) -- the floor;
+  pass in batches of 8192 rows, ``--floor-batch``, under
+  ``torch.inference_mode``) -- the floor;
 - ``aepipe``: :class:`aepipe.Autoencoder` (skorch) with early stopping off,
   ``fit`` and ``score_samples`` as a user calls them;
 - ``pyod``: PyOD's ``AutoEncoder`` with the same layers (batch norm and
@@ -64,14 +65,14 @@ def torch_fit(X, hidden, latent, batch_size, epochs, seed=0):
     return model
 
 
-def torch_score(model, X):
+def torch_score(model, X, batch_size=SCORING_BATCH):
     import torch
 
     data = (X - X.mean(0)) / X.std(0)
     out = []
     with torch.inference_mode():
-        for start in range(0, len(data), SCORING_BATCH):
-            batch = torch.from_numpy(data[start:start + SCORING_BATCH])
+        for start in range(0, len(data), batch_size):
+            batch = torch.from_numpy(data[start:start + batch_size])
             out.append((0.5 * (model(batch) - batch) ** 2).sum(dim=1).numpy())
     return np.concatenate(out)
 
@@ -126,9 +127,17 @@ def main(argv=None):
     parser.add_argument("--score-loops", type=int, default=10,
                         help="scoring calls per tool and run, interleaved across tools; the "
                              "fastest counts (timeit's best-of): one call takes milliseconds")
+    parser.add_argument("--floor-batch", type=int, default=SCORING_BATCH,
+                        help="rows per scoring batch of the plain PyTorch floor (aepipe sizes "
+                             "its own from the network: see aepipe.nn.inference_batch_rows)")
     args = parser.parse_args(argv)
 
+    import functools
+
     import torch
+
+    tools = {**TOOLS, "torch": (torch_fit, functools.partial(torch_score,
+                                                           batch_size=args.floor_batch))}
 
     torch.set_num_threads(args.threads)
     X = make_data(args.rows, args.features)
@@ -144,7 +153,7 @@ def main(argv=None):
                 order = args.tools if repeat % 2 == 0 else args.tools[::-1]
                 models = {}
                 for tool in order:
-                    fit = TOOLS[tool][0]
+                    fit = tools[tool][0]
                     start = time.perf_counter()
                     models[tool] = fit(X, hidden, latent, batch_size, args.epochs)
                     fit_times[tool].append(time.perf_counter() - start)
@@ -155,7 +164,7 @@ def main(argv=None):
                 for loop in range(args.score_loops):
                     for tool in (order if loop % 2 == 0 else order[::-1]):
                         start = time.perf_counter()
-                        TOOLS[tool][1](models[tool], X)
+                        tools[tool][1](models[tool], X)
                         best[tool] = min(best[tool], time.perf_counter() - start)
                 for tool in args.tools:
                     score_times[tool].append(best[tool])
