@@ -221,3 +221,53 @@ def test_threshold_ignores_edge_rows():
 def test_default_detector_design():
     det = make_default_sensor_detector()
     assert det.slow_channels == "auto" and det.threshold == "centred_control_chart"
+
+
+# ------------------------------------------------------------------ long streams
+def _gappy_stream(n=300):
+    frame = _stream(n=n)
+    # A gap after row 139 splits the stream into two segments.
+    frame.index = frame.index.where(np.arange(n) < 140, frame.index + pd.Timedelta("1h"))
+    frame.iloc[200:215, 1] += 3.0
+    return frame
+
+
+@pytest.mark.parametrize("detector", [
+    WindowedAutoencoder(**FAST, slow_channels="auto"),
+    WindowedConvAutoencoder(**FAST),
+    WindowedPCA(width=8, statistic="t2+q"),
+    WindowedPCA(width=8, statistic="q", point_rule="last"),
+])
+@pytest.mark.parametrize("rule", ["mean", "max", "min", "last"])
+def test_block_wise_scoring_matches_whole_stream_scoring(monkeypatch, detector, rule):
+    import aepipe.sensor._base as base
+
+    frame = _gappy_stream()
+    model = clone(detector).set_params(point_rule=rule).fit(frame.iloc[:120])
+    whole = model.feature_scores(frame).to_numpy()
+    recon = model.reconstruct(frame).to_numpy() if not isinstance(model, WindowedPCA) else None
+    # Blocks of `width` rows: every block borrows `width - 1` rows from each side.
+    monkeypatch.setattr(base, "_BLOCK_VALUES", 1)
+    blocked = model.feature_scores(frame).to_numpy()
+    # float32 networks may pick other kernels for other batch sizes: float32 tolerance.
+    np.testing.assert_allclose(blocked, whole, rtol=1e-6, atol=1e-9)
+    if recon is not None:
+        np.testing.assert_allclose(model.reconstruct(frame).to_numpy(), recon, rtol=1e-6,
+                                   atol=1e-9)
+
+
+def test_scoring_memory_is_bounded_by_the_block_not_the_stream():
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(100_000, 4))
+    model = WindowedPCA(width=32).fit(values[:2000])
+    tracemalloc.start()
+    try:
+        scores = model.score_samples(values)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert scores.shape == (100_000,)
+    # All 100k windows at once would be 100k x 32 x 4 float64 = 102 MB, several times over.
+    assert peak < 60e6, f"peak {peak / 1e6:.0f} MB"

@@ -28,6 +28,12 @@ from ._windows import (
 
 logger = logging.getLogger(__name__)
 
+# Scoring slides one window per row, so a stream of n rows has n windows of
+# width x n_channels values. They are built block by block, about this many
+# values (8 MiB in float64) at a time, so scoring memory is bounded by the
+# block (a few copies of it in the models' arithmetic), not by the stream.
+_BLOCK_VALUES = 2**20
+
 
 class _Prepared:
     """A validated stream: standardised values and its gap-free segments."""
@@ -158,20 +164,42 @@ class BaseWindowedDetector(OutlierContractMixin, OutlierMixin, BaseEstimator):
         means[:, :, slow] = windows[:, :, slow].mean(axis=1, keepdims=True)
         return windows - means, means
 
-    def _segment_windows(self, prepared: _Prepared, stride: int, *, with_means: bool = False):
-        """Per segment: start, stop, window starts and the model's input windows.
+    def _training_windows(self, prepared: _Prepared) -> np.ndarray:
+        """All windows at ``stride`` of every segment, slow channels centred per window."""
+        return np.concatenate([
+            self._centre_slow(sliding_windows(prepared.values[start:stop], self.width,
+                                              self.stride))[0]
+            for start, stop in prepared.segments
+        ])
 
-        Slow channels (see :meth:`_find_slow_channels`) are centred per window;
-        ``with_means=True`` also yields the removed means.
+    def _scoring_blocks(self, prepared: _Prepared, *, with_means: bool = False):
+        """Every window of a stream at stride 1, a block of rows at a time.
+
+        Yields ``(first, last, offset, n_rows, starts, windows[, means])``: rows
+        ``first:last`` get their values from ``windows``, which cover rows
+        ``offset : offset + n_rows`` and start at ``offset + starts``. The block
+        is widened by ``width - 1`` rows on each side (within its segment), so
+        each of its rows sees exactly the windows it sees in the whole stream.
         """
-        for start, stop in prepared.segments:
-            starts = window_starts(stop - start, self.width, stride)
-            windows, means = self._centre_slow(
-                sliding_windows(prepared.values[start:stop], self.width, stride))
-            if with_means:
-                yield start, stop, starts, windows, means
-            else:
-                yield start, stop, starts, windows
+        width = self.width
+        block = max(width, _BLOCK_VALUES // (width * prepared.values.shape[1]))
+        for seg_start, seg_stop in prepared.segments:
+            for first in range(seg_start, seg_stop, block):
+                last = min(first + block, seg_stop)
+                lo, hi = max(first - width + 1, seg_start), min(last + width - 1, seg_stop)
+                windows, means = self._centre_slow(
+                    sliding_windows(prepared.values[lo:hi], width, 1))
+                head = (first, last, lo, hi - lo, window_starts(hi - lo, width, 1), windows)
+                yield (*head, means) if with_means else head
+
+    def _windows_to_rows(self, prepared: _Prepared, window_values) -> np.ndarray:
+        """Per-row values from ``window_values(windows) -> (n_windows, k)``, by ``point_rule``."""
+        out = np.empty_like(prepared.values)
+        for first, last, offset, n_rows, starts, windows in self._scoring_blocks(prepared):
+            rows = windows_to_points(window_values(windows), starts, self.width, n_rows,
+                                     self.point_rule)
+            out[first:last] = rows[first - offset:last - offset]
+        return out
 
     def _channel_names(self) -> list:
         names = getattr(self, "feature_names_in_", None)
@@ -182,9 +210,7 @@ class BaseWindowedDetector(OutlierContractMixin, OutlierMixin, BaseEstimator):
     # ------------------------------------------------------------ fit
     def _fit_stream(self, X, y=None):
         prepared = self._prepare(X, reset=True)
-        windows = np.concatenate(
-            [w for *_, w in self._segment_windows(prepared, self.stride)]
-        )
+        windows = self._training_windows(prepared)
         logger.info("%s: fitting on %d windows of %d x %d.", type(self).__name__, len(windows),
                     self.width, self.n_features_in_)
         self._fit_windows(windows)
@@ -220,14 +246,8 @@ class BaseWindowedDetector(OutlierContractMixin, OutlierMixin, BaseEstimator):
     # ------------------------------------------------------------ scores
     def _point_contributions(self, prepared: _Prepared) -> np.ndarray:
         """Per-row, per-channel contributions, (n_rows, n_channels)."""
-        out = np.empty_like(prepared.values)
         # Scoring always uses stride 1 so every row gets its own windows.
-        for start, stop, starts, windows in self._segment_windows(prepared, 1):
-            out[start:stop] = windows_to_points(
-                self._window_contributions(windows), starts, self.width, stop - start,
-                self.point_rule,
-            )
-        return out
+        return self._windows_to_rows(prepared, self._window_contributions)
 
     def feature_scores(self, X: ArrayLike) -> pd.DataFrame:
         """Each channel's contribution to each timestamp's anomaly score.
@@ -269,11 +289,11 @@ class BaseWindowedDetector(OutlierContractMixin, OutlierMixin, BaseEstimator):
         check_is_fitted(self)
         prepared = self._prepare(X, reset=False)
         out = np.empty_like(prepared.values)
-        for start, stop, starts, windows, means in self._segment_windows(prepared, 1,
-                                                                         with_means=True):
-            out[start:stop] = positions_to_points(
-                self._window_reconstruction(windows) + means, starts, stop - start
-            )
+        for first, last, offset, n_rows, starts, windows, means in self._scoring_blocks(
+                prepared, with_means=True):
+            rows = positions_to_points(self._window_reconstruction(windows) + means, starts,
+                                       n_rows)
+            out[first:last] = rows[first - offset:last - offset]
         out = out * self.scale_ + self.mean_
         if prepared.index is not None:
             return pd.DataFrame(out, index=prepared.index, columns=self._channel_names())

@@ -10,7 +10,7 @@ from sklearn.decomposition import PCA
 
 from .._compat import Interval, StrOptions, _fit_context
 from ..thresholds import make_threshold
-from ._base import BaseWindowedDetector, windows_to_points
+from ._base import BaseWindowedDetector
 
 
 class WindowedPCA(BaseWindowedDetector):
@@ -95,8 +95,7 @@ max_gap_factor
         if self.statistic != "t2+q":
             return self._fit_stream(X, y)
         prepared = self._prepare(X, reset=True)
-        self._fit_windows(np.concatenate(
-            [w for *_, w in self._segment_windows(prepared, self.stride)]))
+        self._fit_windows(self._training_windows(prepared))
         self.statistic_thresholds_ = {}
         for statistic in ("t2", "q"):
             scores = self._statistic_points(prepared, statistic).sum(axis=1)
@@ -138,12 +137,8 @@ max_gap_factor
         return per_position.reshape(n_windows, width, n_channels).sum(axis=1)
 
     def _statistic_points(self, prepared, statistic):
-        out = np.empty_like(prepared.values)
-        for start, stop, starts, windows in self._segment_windows(prepared, 1):
-            out[start:stop] = windows_to_points(
-                self._window_statistic(windows, statistic), starts, self.width, stop - start,
-                self.point_rule)
-        return out
+        return self._windows_to_rows(
+            prepared, lambda windows: self._window_statistic(windows, statistic))
 
     def _window_contributions(self, windows):
         return self._window_statistic(windows, self.statistic)
