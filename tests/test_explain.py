@@ -29,3 +29,12 @@ def test_score_frame_matches_the_detector():
     np.testing.assert_allclose(out["anomaly_score"], -pipe.score_samples(X))
     np.testing.assert_array_equal(out["is_anomaly"], pipe.predict(X) == -1)
     assert list(out.index) == list(X.index)
+
+
+def test_score_frame_keeps_rows_when_the_index_repeats_labels():
+    pipe, X = _pipeline_and_frame()
+    repeated = pd.concat([X.head(6), X.head(6)])  # labels 0..5 twice
+    out = score_frame(pipe, repeated)
+    assert len(out) == 12 and list(out.index) == list(repeated.index)
+    unique = score_frame(pipe, repeated.reset_index(drop=True))
+    np.testing.assert_array_equal(out.to_numpy(), unique.to_numpy())

@@ -148,7 +148,8 @@ def score_frame(model, X, top_k: int = 3) -> pd.DataFrame:
         is_anomaly = np.asarray(detector.predict(Xt)) == -1
     out = pd.DataFrame({"anomaly_score": anomaly, "is_anomaly": is_anomaly}, index=index)
     if top_k > 0 and hasattr(detector, "feature_scores"):
-        frame = _feature_frame(model, detector, Xt)
-        frame.index = out.index
-        out = out.join(top_contributing_columns(frame, top_k))
+        top = top_contributing_columns(_feature_frame(model, detector, Xt), top_k)
+        # Row by row, not joined on the index: X's index may repeat labels.
+        for name in top.columns:
+            out[name] = top[name].to_numpy()
     return out
