@@ -305,6 +305,14 @@ def test_score_of_a_windowed_model_does_not_depend_on_chunk_size(tmp_path):
                         "--id-column", "t", "--chunk-size", chunk_size, "--no-progress")
         assert result.exit_code == 0, result.output
         outputs.append(pd.read_csv(out))
+    if importlib.util.find_spec("distributed") is not None:
+        # The MLflow model on Dask, in partitions of ~25 rows: each borrows its neighbours' rows.
+        from aepipe.distributed import score_file_distributed
+
+        out = tmp_path / "scores_dask.csv"
+        score_file_distributed(model, data, out, scheduler="synchronous", id_column="t",
+                               blocksize=1_500)
+        outputs.append(pd.read_csv(out))
     for other in outputs[1:]:
         np.testing.assert_array_equal(other["t"], outputs[0]["t"])
         np.testing.assert_allclose(other["anomaly_score"], outputs[0]["anomaly_score"],

@@ -13,6 +13,7 @@ pytest.importorskip("dask.dataframe", reason="needs the dask extra: pip install 
 pytest.importorskip("distributed", reason="needs the dask extra: pip install 'aepipe[dask]'")
 
 import dask.dataframe as dd  # noqa: E402
+from dask import delayed as dask_delayed  # noqa: E402
 from distributed import Client, LocalCluster  # noqa: E402
 from sklearn.base import clone  # noqa: E402
 from sklearn.model_selection import GridSearchCV  # noqa: E402
@@ -335,3 +336,48 @@ def test_score_file_distributed_with_mlflow_model_uri(client, tmp_path):
     with pytest.raises(ValueError, match=r"Unexpected column\(s\) \['extra'\]"):
         score_dask(model_uri, dd.from_pandas(features.assign(extra=1.0), npartitions=2),
                    tracking_uri=uri)
+
+
+# ---------------------------------------------------------------- windowed models
+def _stream(n_rows=240, seed=5):
+    rng = np.random.default_rng(seed)
+    t = np.arange(n_rows)[:, None]
+    values = np.sin(t / np.arange(3, 9)) + 0.1 * rng.normal(size=(n_rows, 6))
+    values[150:160, 2] += 3.0
+    return pd.DataFrame(values, columns=COLUMNS)
+
+
+@pytest.fixture(scope="module")
+def windowed_model():
+    from aepipe.sensor import WindowedPCA
+
+    return WindowedPCA(width=16).fit(_stream(seed=6))
+
+
+@pytest.mark.parametrize("sizes", [[60, 60, 60, 60], [100, 5, 0, 3, 132], [7] * 34 + [2]])
+def test_score_dask_windowed_model_scores_do_not_depend_on_partitions(windowed_model, sizes):
+    """Partitions of any size, shorter than the window or empty, borrow their neighbours' rows."""
+    X = _stream()
+    X.insert(0, "record_id", np.arange(len(X)))
+    bounds = np.cumsum([0] + sizes)
+    ddf = dd.from_delayed([dask_delayed(X.iloc[a:b]) for a, b in zip(bounds[:-1], bounds[1:])],
+                          meta=X.iloc[:0])
+    scores = score_dask(windowed_model, ddf, id_column="record_id", top_k=2)
+    result = scores.compute(scheduler="synchronous")
+    expected = score_frame(windowed_model, X.drop(columns="record_id"), top_k=2)
+    expected.insert(0, "record_id", X["record_id"])
+    pd.testing.assert_frame_equal(result, expected, check_exact=False, rtol=1e-12)
+
+
+def test_score_file_distributed_windowed_model_equals_in_memory(client, windowed_model,
+                                                                 tmp_path):
+    X = _stream()
+    data_path = tmp_path / "stream.csv"
+    X.to_csv(data_path, index=False)
+    assert dd.read_csv(data_path, blocksize=1_500).npartitions > 5
+    out_path = tmp_path / "scores.csv"
+    score_file_distributed(windowed_model, data_path, out_path, scheduler=client,
+                           blocksize=1_500)
+    result = pd.read_csv(out_path)
+    np.testing.assert_allclose(result["anomaly_score"],
+                               score_frame(windowed_model, X)["anomaly_score"], rtol=1e-9)

@@ -345,17 +345,6 @@ def fit(pipeline_config, data, label_column, drop_column, experiment, run_name,
 
 
 # ---------------------------------------------------------------- score / explain
-def _window_context(model) -> int:
-    """Rows of context a windowed detector needs on each side of a row (0 for tabular ones)."""
-    from sklearn.pipeline import Pipeline
-
-    from ..sensor import BaseWindowedDetector
-
-    pipeline = getattr(model, "pipeline", None)
-    final = pipeline[-1] if isinstance(pipeline, Pipeline) else pipeline
-    return int(final.width) - 1 if isinstance(final, BaseWindowedDetector) else 0
-
-
 def _stream_with_context(chunks, context: int):
     """Yield ``(frame, first, stop)``: rows ``first:stop`` of ``frame`` are to be emitted.
 
@@ -399,13 +388,14 @@ def _score_stream(model, data, *, chunk_size, id_column, drop_column, top_k, wri
     import pandas as pd
     from tqdm.auto import tqdm
 
+    from ..sensor import window_context
     from ._io import iter_table
 
     model.top_k = top_k
     n_rows = 0
     top = None
     id_name = id_column or "row"
-    context = _window_context(model)
+    context = window_context(model)
     if context and rejected is not None:
         raise click.UsageError(
             "--on-error skip is not supported for windowed (sensor) models: dropping rows "

@@ -27,6 +27,12 @@ class _ModelScorer:
         self.model = model
         self.top_k = top_k
 
+    @property
+    def context(self) -> int:
+        from ..sensor import window_context
+
+        return window_context(self.model)
+
     def __call__(self, frame: pd.DataFrame) -> pd.DataFrame:
         from ..scoring import score_frame
 
@@ -54,6 +60,12 @@ class _PyfuncScorer:
         else:
             self.python_model, self.pyfunc_model = None, pyfunc_model
 
+    @property
+    def context(self) -> int:
+        from ..sensor import window_context
+
+        return window_context(self.python_model) if self.python_model is not None else 0
+
     def __call__(self, frame: pd.DataFrame) -> pd.DataFrame:
         if self.python_model is not None:
             out = self.python_model.predict(None, frame)
@@ -71,10 +83,11 @@ _LOADED: dict = {}
 class _UriScorer:
     """Loads an MLflow model on the worker itself, once per worker process."""
 
-    def __init__(self, model_uri: str, tracking_uri: str, top_k: int):
+    def __init__(self, model_uri: str, tracking_uri: str, top_k: int, context: int = 0):
         self.model_uri = model_uri
         self.tracking_uri = tracking_uri
         self.top_k = top_k
+        self.context = context
 
     def __call__(self, frame: pd.DataFrame) -> pd.DataFrame:
         key = (self.model_uri, self.tracking_uri, self.top_k)
@@ -105,7 +118,7 @@ def _scorer_for(model, top_k: int, tracking_uri: str | None = None):
             cloudpickle.dumps(scorer)
         except Exception:  # not shippable: every worker loads it from the store instead
             _logger.info("Model %s cannot be pickled; workers load it themselves", model_uri)
-            return _UriScorer(model_uri, tracking_uri, top_k)
+            return _UriScorer(model_uri, tracking_uri, top_k, scorer.context)
         return scorer
     if not (hasattr(model, "score_samples") and hasattr(model, "predict")):
         raise TypeError(
@@ -127,23 +140,82 @@ def _score_partition(part: pd.DataFrame, scorer, dtypes: dict, id_column) -> pd.
     return scores.astype(dtypes)
 
 
+def _concat(frames) -> pd.DataFrame:
+    nonempty = [f for f in frames if len(f)]
+    return pd.concat(nonempty) if len(nonempty) > 1 else (nonempty or frames)[0]
+
+
+def _last_rows(before: pd.DataFrame, part: pd.DataFrame, n: int) -> pd.DataFrame:
+    return _concat([before, part.tail(n)]).tail(n)
+
+
+def _first_rows(part: pd.DataFrame, after: pd.DataFrame, n: int) -> pd.DataFrame:
+    return _concat([part.head(n), after]).head(n)
+
+
+def _score_partition_in_context(before, part, after, scorer, dtypes, id_column):
+    """Score ``part`` with its neighbouring rows, keep ``part``'s rows."""
+    if len(part) == 0:
+        return _score_partition(part, scorer, dtypes, id_column)
+    scores = _score_partition(_concat([before, part, after]), scorer, dtypes, id_column)
+    scores = scores.iloc[len(before):len(before) + len(part)]
+    scores.index = part.index
+    return scores
+
+
+def _score_with_context(ddf, context: int, scorer, dtypes, id_column, meta):
+    """Score each partition with ``context`` rows of its neighbours on each side.
+
+    A windowed detector scores a row from windows reaching ``width - 1``
+    rows to either side, so a partition is scored together with that many
+    rows of the partitions around it, and only its own rows are kept: the
+    scores do not depend on the partitioning. The neighbouring rows are
+    gathered along a chain of small tasks, so partitions of any size (even
+    shorter than the window, or empty) work; each partition is still read once.
+    """
+    import dask
+    import dask.dataframe as dd
+
+    parts = ddf.to_delayed()
+    empty = ddf._meta
+    before = [empty]
+    for part in parts[:-1]:
+        before.append(dask.delayed(_last_rows, pure=True)(before[-1], part, context))
+    after = [empty]
+    for part in parts[:0:-1]:
+        after.append(dask.delayed(_first_rows, pure=True)(part, after[-1], context))
+    after.reverse()
+    scored = [
+        dask.delayed(_score_partition_in_context, pure=True)(
+            b, part, a, scorer, dtypes, id_column)
+        for b, part, a in zip(before, parts, after)
+    ]
+    return dd.from_delayed(scored, meta=meta, divisions=ddf.divisions, verify_meta=False)
+
+
 def _infer_meta(scorer, ddf, id_column) -> pd.DataFrame:
-    """The empty output frame, from scoring a synthetic row, else the first real rows."""
+    """The empty output frame, from scoring a synthetic row, else the first real rows.
+
+    A windowed model needs a whole window: it scores the first ``width``
+    rows of the data (from as many partitions as that takes).
+    """
     from dask.dataframe.utils import meta_nonempty
 
-    try:
-        sample = meta_nonempty(ddf._meta)
-        out = _score_partition_raw(scorer, sample, id_column)
-    except Exception:  # e.g. a categorical model rejects the synthetic 'foo' category
-        _logger.debug("Synthetic meta row rejected; computing the first rows", exc_info=True)
-        sample = ddf.head(2, npartitions=1)
-        if len(sample) == 0:
-            raise ValueError(
-                "Could not infer the output columns: the first partition is empty and the "
-                "model rejects synthetic rows; pass meta= explicitly."
-            ) from None
-        out = _score_partition_raw(scorer, sample, id_column)
-    return out.iloc[:0]
+    n_rows = scorer.context + 1
+    if n_rows == 1:
+        try:
+            return _score_partition_raw(scorer, meta_nonempty(ddf._meta), id_column).iloc[:0]
+        except Exception:  # e.g. a categorical model rejects the synthetic 'foo' category
+            _logger.debug("Synthetic meta row rejected; computing the first rows",
+                          exc_info=True)
+        n_rows = 2
+    sample = ddf.head(n_rows, npartitions=-1 if n_rows > 2 else 1, compute=True)
+    if len(sample) == 0:
+        raise ValueError(
+            "Could not infer the output columns: the first partition is empty and the "
+            "model rejects synthetic rows; pass meta= explicitly."
+        )
+    return _score_partition_raw(scorer, sample, id_column).iloc[:0]
 
 
 def _score_partition_raw(scorer, part, id_column):
@@ -169,7 +241,10 @@ def score_dask(model, ddf, *, top_k: int = 3, id_column: str | None = None, meta
     Each partition is scored with :func:`aepipe.scoring.score_frame` (or the
     MLflow model's ``predict``, which returns the same table). Rows keep
     their partition, position and index, so the result lines up with
-    ``ddf`` and equals scoring the whole table in memory.
+    ``ddf`` and equals scoring the whole table in memory. A windowed (sensor)
+    model's partitions are scored with ``width - 1`` rows of their neighbours
+    on each side (see :func:`aepipe.sensor.window_context`), so its scores do
+    not depend on the partitioning either; ``ddf`` must be in time order.
 
     Parameters
     ----------
@@ -213,6 +288,9 @@ def score_dask(model, ddf, *, top_k: int = 3, id_column: str | None = None, meta
     # One graph node holds the model, so it is sent to each worker once
     # rather than embedded in every partition's task.
     shipped = dask.delayed(scorer, pure=True, traverse=False)
+    context = scorer.context
+    if context:
+        return _score_with_context(ddf, context, shipped, dtypes, id_column, meta)
     return ddf.map_partitions(
         _score_partition, shipped, dtypes, id_column, meta=meta, align_dataframes=False
     )

@@ -12,7 +12,7 @@ Windowing, the window-to-point rules and the gap policy are documented in
   unsorted or duplicated timestamps always raise.
 """
 
-from ._base import BaseWindowedDetector
+from ._base import BaseWindowedDetector, window_context
 from ._default import make_default_sensor_denoiser, make_default_sensor_detector
 from ._neural import (
     WindowedAutoencoder,
@@ -34,6 +34,7 @@ __all__ = [
     "make_default_sensor_detector",
     "plot_contributions",
     "sliding_windows",
+    "window_context",
     "window_starts",
     "windows_to_points",
 ]

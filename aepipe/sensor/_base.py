@@ -44,6 +44,29 @@ class _Prepared:
         self.index = index
 
 
+def window_context(model) -> int:
+    """Rows of context a model needs on each side of a row to score it; 0 for tabular models.
+
+    A windowed detector scores a row from the ``width`` windows covering it,
+    which reach ``width - 1`` rows before and after it: a stream scored in
+    pieces gives the same scores as scored whole when every piece carries
+    that many neighbouring rows. ``model`` may be a detector, a Pipeline
+    ending in one, or an object holding one as ``.pipeline`` (aepipe's MLflow
+    model).
+
+    Examples
+    --------
+    >>> from aepipe import Autoencoder, make_default_sensor_detector
+    >>> window_context(make_default_sensor_detector()), window_context(Autoencoder())
+    (31, 0)
+    """
+    from sklearn.pipeline import Pipeline
+
+    model = getattr(model, "pipeline", model)
+    final = model[-1] if isinstance(model, Pipeline) else model
+    return int(final.width) - 1 if isinstance(final, BaseWindowedDetector) else 0
+
+
 class BaseWindowedDetector(OutlierContractMixin, OutlierMixin, BaseEstimator):
     """Base class for windowed detectors (not for direct use).
 
