@@ -10,6 +10,9 @@ format that is loaded without unpickling anything:
   and the other learned scalars, and the SHA-256 and size of every other member;
 - ``weights.pt``: the network's ``state_dict``, read back with
   ``torch.load(..., weights_only=True)`` (tensors and plain containers only).
+  A windowed (sensor) detector stores each of its nets' state dicts there
+  (``net0.*``, ``net1.*``, ...) and its learned arrays (``array.*``: channel
+  scaling, PCA components, threshold state) as tensors.
 
 Both live in one zip file, written to a temporary file and moved into place
 (``os.replace``), so a crash never leaves a half-written model behind. A
@@ -24,6 +27,7 @@ import io
 import json
 import logging
 import os
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -45,7 +49,7 @@ HISTORY = "history.json"
 _MAX_CONFIG_BYTES = 64 * 2**20
 
 # Only these classes are ever constructed from a file (never a name looked up freely).
-_CLASSES = (
+_TABULAR = (
     "Autoencoder",
     "ContractiveAutoencoder",
     "DenoisingAutoencoder",
@@ -53,6 +57,24 @@ _CLASSES = (
     "VariationalAutoencoder",
     "AutoencoderEnsemble",
 )
+_WINDOWED = (
+    "WindowedAutoencoder",
+    "WindowedConvAutoencoder",
+    "WindowedDenoisingAutoencoder",
+    "WindowedPCA",
+)
+_CLASSES = _TABULAR + _WINDOWED
+_THRESHOLDS = (
+    "BestF1Threshold",
+    "CentredControlChartThreshold",
+    "ContaminationThreshold",
+    "ControlChartThreshold",
+    "POTThreshold",
+    "SPOTThreshold",
+)
+_LEARNED_NAME = re.compile(r"_?[a-z][a-z0-9_]*")
+# A windowed detector's attributes stored as weights (nets) or objects of their own.
+_WINDOWED_OBJECTS = ("nets_", "net_", "pca_", "threshold_object_")
 # Learned arrays of the ensemble (the recommended default), saved as JSON numbers.
 _ENSEMBLE_ARRAYS = ("robust_center_", "robust_scale_", "noise_var_", "code_center_",
                     "code_scale_", "score_scale_")
@@ -81,8 +103,11 @@ def _params_to_json(estimator) -> dict:
             value = None  # a RandomState's stream is not part of the fitted model
         elif name == "feature_types" and value is not None:
             value = {"__pairs__": [[_plain(k), v] for k, v in value.items()]}
-        elif name == "hidden_sizes" and not isinstance(value, str):
-            value = {"__tuple__": [int(v) for v in value]}
+        elif isinstance(value, tuple):  # hidden_sizes, hidden_channels, ...
+            value = {"__tuple__": _plain(list(value))}
+        elif name == "threshold" and not isinstance(value, str):
+            value = {"__threshold__": [type(value).__name__,
+                                       _params_to_json(value)]}
         params[name] = _plain(value)
     return params
 
@@ -94,8 +119,20 @@ def _params_from_json(params: dict) -> dict:
             value = {k: v for k, v in value["__pairs__"]}
         elif isinstance(value, dict) and "__tuple__" in value:
             value = tuple(value["__tuple__"])
+        elif isinstance(value, dict) and "__threshold__" in value:
+            class_name, threshold_params = value["__threshold__"]
+            value = _threshold_class(class_name)(**_params_from_json(threshold_params))
         out[name] = value
     return out
+
+
+def _threshold_class(name: str):
+    from . import thresholds
+
+    if name not in _THRESHOLDS:
+        raise ModelFileError(f"The model file names the threshold class {name!r}, which is not "
+                             f"one aepipe loads ({list(_THRESHOLDS)}).")
+    return getattr(thresholds, name)
 
 
 def _layout_to_json(layout) -> dict:
@@ -134,7 +171,7 @@ def _check_savable(estimator) -> None:
     name = type(estimator).__name__
     if name not in _CLASSES or type(estimator).__module__.split(".")[0] != "aepipe":
         raise TypeError(
-            f"aepipe.save supports the autoencoder family {list(_CLASSES)}, got {name}. "
+            f"aepipe.save supports aepipe's detectors {list(_CLASSES)}, got {name}. "
             "Use joblib.dump for other objects (pickle: load such files only from trusted "
             "sources, loading executes code)."
         )
@@ -174,13 +211,147 @@ def _restore_model_state(estimator, fitted: dict) -> None:
     estimator._score_seed = int(fitted["score_seed"])
 
 
+# ---------------------------------------------------------------- windowed detectors
+def _encode(value, arrays: dict, key: str):
+    """A learned attribute as JSON; numeric arrays go into ``arrays`` (stored as tensors)."""
+    import torch
+
+    if isinstance(value, np.ndarray) and value.dtype == object and value.ndim == 1 and all(
+            isinstance(v, str) for v in value):
+        return {"__strings__": value.tolist()}  # feature_names_in_
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biuf":
+            raise TypeError(f"{key!r} is an array of {value.dtype}, which the safe format does "
+                            "not store.")
+        if value.flags.f_contiguous and not value.flags.c_contiguous:
+            # Stored transposed, so it comes back in the same memory order: BLAS sums
+            # in another order for another layout, and scores would differ in the last bit.
+            arrays[key] = torch.from_numpy(np.ascontiguousarray(value.T))
+            return {"__array__": key, "transposed": True}
+        arrays[key] = torch.from_numpy(np.ascontiguousarray(value))
+        return {"__array__": key}
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return {"__float__": repr(float(value))}
+    if value is None or isinstance(value, (bool, int, float, str, np.generic)):
+        return _plain(value)
+    if isinstance(value, (list, tuple)):
+        items = [_encode(v, arrays, f"{key}.{i}") for i, v in enumerate(value)]
+        return {"__tuple__" if isinstance(value, tuple) else "__list__": items}
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {"__dict__": {k: _encode(v, arrays, f"{key}.{k}") for k, v in value.items()}}
+    raise TypeError(f"{key!r} holds a {type(value).__name__}, which the safe format does not "
+                    "store.")
+
+
+def _decode(value, arrays: dict):
+    if not isinstance(value, dict):
+        return value
+    if "__array__" in value:
+        array = arrays[value["__array__"]].numpy()
+        return array.T if value.get("transposed") else array
+    if "__strings__" in value:
+        return np.asarray(value["__strings__"], dtype=object)
+    if "__float__" in value:
+        return float(value["__float__"])
+    if "__tuple__" in value:
+        return tuple(_decode(v, arrays) for v in value["__tuple__"])
+    if "__list__" in value:
+        return [_decode(v, arrays) for v in value["__list__"]]
+    if "__dict__" in value:
+        return {k: _decode(v, arrays) for k, v in value["__dict__"].items()}
+    raise ValueError(f"unknown encoded value {sorted(value)}")
+
+
+def _attributes(obj, arrays: dict, prefix: str, skip=()) -> dict:
+    """Every learned attribute of ``obj`` (its ``vars`` less its parameters and ``skip``)."""
+    params = set(obj.get_params(deep=False)) if hasattr(obj, "get_params") else set()
+    return {name: _encode(value, arrays, f"{prefix}{name}") for name, value in vars(obj).items()
+            if name not in params and name not in skip}
+
+
+def _set_attributes(obj, encoded: dict, arrays: dict) -> None:
+    for name, value in encoded.items():
+        # Learned attributes only (``mean_``, ``_peaks``), never a dunder or a method.
+        if not (_LEARNED_NAME.fullmatch(name) and not callable(getattr(type(obj), name, None))):
+            raise ValueError(f"{name!r} is not a learned attribute")
+        setattr(obj, name, _decode(value, arrays))
+
+
+def _windowed_parts(estimator):
+    """``(fitted, tensors, histories)`` of a windowed detector."""
+    arrays: dict = {}
+    fitted = {"attributes": _attributes(estimator, arrays, "array.", skip=_WINDOWED_OBJECTS)}
+    threshold = estimator.threshold_object_
+    fitted["threshold_object_"] = None if threshold is None else {
+        "class": type(threshold).__name__, "params": _params_to_json(threshold),
+        "attributes": _attributes(threshold, arrays, "array.threshold."),
+    }
+    if hasattr(estimator, "pca_"):
+        fitted["pca_"] = {"params": _params_to_json(estimator.pca_),
+                          "attributes": _attributes(estimator.pca_, arrays, "array.pca.")}
+    nets = getattr(estimator, "nets_", [])
+    fitted["n_nets"] = len(nets)
+    tensors = {f"net{k}.{name}": value.detach().cpu()
+               for k, net in enumerate(nets) for name, value in net.module_.state_dict().items()}
+    histories = [net.history_.to_list() for net in nets if getattr(net, "history_", None)]
+    return fitted, {**tensors, **arrays}, histories if len(histories) == len(nets) else None
+
+
+def _build_windowed(estimator, fitted, state, histories, device):
+    from sklearn.decomposition import PCA
+    from skorch.history import History
+
+    from .estimators._autoencoders import resolve_device
+
+    arrays = {key: value for key, value in state.items() if key.startswith("array.")}
+    _set_attributes(estimator, fitted["attributes"], arrays)
+    saved = fitted["threshold_object_"]
+    estimator.threshold_object_ = None
+    if saved is not None:
+        threshold = _threshold_class(saved["class"])(**_params_from_json(saved["params"]))
+        _set_attributes(threshold, saved["attributes"], arrays)
+        estimator.threshold_object_ = threshold
+    if "pca_" in fitted:
+        pca = PCA(**_params_from_json(fitted["pca_"]["params"]))
+        _set_attributes(pca, fitted["pca_"]["attributes"], arrays)
+        estimator.pca_ = pca
+    n_nets = int(fitted["n_nets"])
+    if not n_nets:
+        return estimator
+    estimator.device_ = resolve_device(device)
+    n_channels = int(estimator.n_features_in_)
+    nets = []
+    for k in range(n_nets):
+        if type(estimator).__name__ == "WindowedDenoisingAutoencoder":
+            # Its module is built from the closed-form start; the weights replace it.
+            n_inputs, latent = estimator.width * n_channels, int(estimator.latent_dim_)
+            estimator._init = (np.zeros((latent, n_inputs)), np.zeros(latent),
+                               np.zeros(n_inputs))
+        try:
+            net = estimator._make_net(n_channels, estimator.batch_size, None)
+        finally:
+            estimator.__dict__.pop("_init", None)
+        net.initialize()
+        prefix = f"net{k}."
+        net.module_.load_state_dict({key[len(prefix):]: value for key, value in state.items()
+                                     if key.startswith(prefix)})
+        net.train_split = None
+        if histories is not None:
+            net.history_ = History(histories[k])
+        nets.append(net)
+    estimator.nets_, estimator.net_ = nets, nets[0]
+    return estimator
+
+
 def save(estimator, path) -> Path:
-    """Write a fitted autoencoder to ``path`` in aepipe's safe model format.
+    """Write a fitted detector to ``path`` in aepipe's safe model format.
 
     Parameters
     ----------
-    estimator : fitted Autoencoder (or one of its subclasses) or AutoencoderEnsemble
-        (:func:`aepipe.make_default_detector`)
+    estimator : fitted Autoencoder (or one of its subclasses), AutoencoderEnsemble
+        (:func:`aepipe.make_default_detector`), or a windowed detector
+        (:func:`aepipe.make_default_sensor_detector`, ``WindowedPCA``, ...)
+        with its threshold
     path : str or path-like
         The zip file to write; replaced atomically if it exists.
 
@@ -207,22 +378,27 @@ def save(estimator, path) -> Path:
     import torch
 
     _check_savable(estimator)
+    if type(estimator).__name__ in _WINDOWED:
+        # One history per net; the fitted attributes are stored generically.
+        fitted, state, history = _windowed_parts(estimator)
+    else:
+        state = {k: v.detach().cpu() for k, v in estimator.net_.module_.state_dict().items()}
+        history = getattr(estimator.net_, "history_", None)
+        history = None if history is None else history.to_list()
+        fitted = {
+            "offset_": float(estimator.offset_),
+            "n_features_in_": int(estimator.n_features_in_),
+            "feature_names_in_": (None if not hasattr(estimator, "feature_names_in_")
+                                  else [str(n) for n in estimator.feature_names_in_]),
+            "device_": str(estimator.device_),
+            "layout_": _layout_to_json(estimator.layout_),
+            **_model_state(estimator),
+        }
     buffer = io.BytesIO()
-    state = {k: v.detach().cpu() for k, v in estimator.net_.module_.state_dict().items()}
     torch.save(state, buffer)
     members = {WEIGHTS: buffer.getvalue()}
-    history = getattr(estimator.net_, "history_", None)
     if history is not None:
-        members[HISTORY] = json.dumps(history.to_list()).encode()
-    fitted = {
-        "offset_": float(estimator.offset_),
-        "n_features_in_": int(estimator.n_features_in_),
-        "feature_names_in_": (None if not hasattr(estimator, "feature_names_in_")
-                              else [str(n) for n in estimator.feature_names_in_]),
-        "device_": str(estimator.device_),
-        "layout_": _layout_to_json(estimator.layout_),
-        **_model_state(estimator),
-    }
+        members[HISTORY] = json.dumps(history).encode()
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -290,7 +466,7 @@ def load(path, *, device: str | None = None):
 
     Returns
     -------
-    estimator : fitted Autoencoder (or subclass) or AutoencoderEnsemble
+    estimator : fitted Autoencoder (or subclass), AutoencoderEnsemble or windowed detector
 
     Raises
     ------
@@ -299,7 +475,7 @@ def load(path, *, device: str | None = None):
         hash or size differs from the config), names an unknown class or
         parameter, or misses the weights.
     """
-    from . import estimators
+    from . import estimators, sensor
 
     path = Path(path)
     if not path.exists():
@@ -345,7 +521,8 @@ def load(path, *, device: str | None = None):
             f"loads ({list(_CLASSES)})."
         )
     try:
-        return _build(getattr(estimators, class_name), config, members, device)
+        module = sensor if class_name in _WINDOWED else estimators
+        return _build(getattr(module, class_name), config, members, device)
     except ModelFileError:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
@@ -367,23 +544,25 @@ def _build(cls, config, members, device):
         raise ModelFileError(f"The model file sets unknown parameters {unknown} of {cls.__name__}.")
     estimator = cls(**params)
     fitted = config["fitted"]
-    saved_device = fitted["device_"]
+    windowed = cls.__name__ in _WINDOWED
     if device is None:
-        device = saved_device
+        device = (fitted["attributes"].get("device_", "cpu") if windowed
+                  else fitted["device_"])
         if str(device).startswith("cuda") and not torch.cuda.is_available():
             logger.info("Model saved on %s; loading it on the CPU.", device)
             device = "cpu"
+    if windowed:
+        # Tensors to the CPU first: the learned arrays become NumPy arrays there.
+        state = _load_weights(members, "cpu")
+        histories = json.loads(members[HISTORY]) if HISTORY in members else None
+        return _build_windowed(estimator, fitted, state, histories, device)
     estimator.device_ = resolve_device(device)
     estimator.layout_ = _layout_from_json(fitted["layout_"])
     _restore_model_state(estimator, fitted)
     estimator.n_features_in_ = int(fitted["n_features_in_"])
     if fitted.get("feature_names_in_") is not None:
         estimator.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
-    try:
-        state = torch.load(io.BytesIO(members[WEIGHTS]), map_location=estimator.device_,
-                           weights_only=True)
-    except Exception as error:  # the unpickler raises many types on bad data
-        raise ModelFileError(f"The weights cannot be read ({error}).") from None
+    state = _load_weights(members, estimator.device_)
     if _is_ensemble(estimator):
         net = estimator._make_net(1)
     else:
@@ -397,3 +576,12 @@ def _build(cls, config, members, device):
     estimator.net_ = net
     estimator.offset_ = float(fitted["offset_"])
     return estimator
+
+
+def _load_weights(members, device) -> dict:
+    import torch
+
+    try:
+        return torch.load(io.BytesIO(members[WEIGHTS]), map_location=device, weights_only=True)
+    except Exception as error:  # the unpickler raises many types on bad data
+        raise ModelFileError(f"The weights cannot be read ({error}).") from None

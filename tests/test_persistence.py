@@ -120,7 +120,7 @@ def test_save_is_atomic_and_leaves_no_temporary_files(X, tmp_path):
 
 
 def test_save_refuses_unsupported_and_unfitted(X, tmp_path):
-    with pytest.raises(TypeError, match="supports the autoencoder family.*joblib"):
+    with pytest.raises(TypeError, match="supports aepipe.s detectors.*joblib"):
         aepipe.save(PCADetector().fit(X), tmp_path / "m.zip")
     with pytest.raises(aepipe.exceptions.NotFittedError):
         aepipe.save(Autoencoder(), tmp_path / "m.zip")
@@ -184,3 +184,72 @@ def test_a_pickle_payload_in_the_weights_is_never_executed(saved, tmp_path):
 def test_missing_file_is_a_model_file_error(tmp_path):
     with pytest.raises(ModelFileError, match="does not exist"):
         aepipe.load(tmp_path / "nope.zip")
+
+
+# ---------------------------------------------------------------- windowed (sensor) detectors
+def _sensor_stream(n=300):
+    rng = np.random.default_rng(1)
+    t = np.arange(n)[:, None]
+    values = np.sin(t / np.array([5.0, 7.0, 11.0])) + 0.1 * rng.normal(size=(n, 3))
+    values[250:260, 1] += 2.0
+    index = pd.date_range("2024-01-01", periods=n, freq="s")
+    # A gap splits the stream: the loaded model must keep the same segments.
+    index = index.where(t.ravel() < 150, index + pd.Timedelta("1h"))
+    return pd.DataFrame(values, columns=["flow", "pressure", "temp"], index=index)
+
+
+def _sensor_detectors():
+    from aepipe.sensor import WindowedConvAutoencoder, WindowedDenoisingAutoencoder, WindowedPCA
+    from aepipe.thresholds import SPOTThreshold
+
+    fast = dict(width=8, max_epochs=2, random_state=0)
+    return [
+        aepipe.make_default_sensor_detector(n_models=2, **fast),
+        WindowedConvAutoencoder(hidden_channels=(8, 4), threshold="pot", **fast),
+        WindowedDenoisingAutoencoder(**fast),
+        WindowedPCA(width=8, statistic="t2+q"),
+        WindowedPCA(width=8, statistic="q", threshold=SPOTThreshold(q=1e-3)),
+    ]
+
+
+@pytest.mark.parametrize("estimator", _sensor_detectors(), ids=lambda e: type(e).__name__)
+def test_round_trip_of_a_windowed_detector_is_exact(estimator, tmp_path):
+    stream = _sensor_stream()
+    estimator.fit(stream.iloc[:120])
+    path = aepipe.save(estimator, tmp_path / "sensor.zip")
+    loaded = aepipe.load(path)
+    assert type(loaded) is type(estimator)
+    assert repr(loaded.get_params()) == repr(estimator.get_params())
+    np.testing.assert_array_equal(loaded.score_samples(stream), estimator.score_samples(stream))
+    np.testing.assert_array_equal(loaded.predict(stream), estimator.predict(stream))
+    pd.testing.assert_frame_equal(loaded.feature_scores(stream), estimator.feature_scores(stream))
+    assert loaded.threshold_ == estimator.threshold_
+    if hasattr(estimator, "nets_"):
+        pd.testing.assert_frame_equal(loaded.reconstruct(stream), estimator.reconstruct(stream))
+        assert [len(n.history) for n in loaded.nets_] == [len(n.history) for n in estimator.nets_]
+    with zipfile.ZipFile(path) as archive:
+        assert set(archive.namelist()) <= {"config.json", "history.json", "weights.pt"}
+        torch.load(io.BytesIO(archive.read("weights.pt")), weights_only=True)
+
+
+def test_loaded_spot_threshold_keeps_its_streaming_state(tmp_path):
+    from aepipe.sensor import WindowedPCA
+    from aepipe.thresholds import SPOTThreshold
+
+    estimator = WindowedPCA(width=8, statistic="q", threshold=SPOTThreshold(q=1e-3))
+    estimator.fit(_sensor_stream().iloc[:120])
+    loaded = aepipe.load(aepipe.save(estimator, tmp_path / "m.zip")).threshold_object_
+    original = estimator.threshold_object_
+    assert loaded.peaks_ == original.peaks_
+    for score in [0.5, 3.0, 1e3, 2.0]:
+        assert loaded.update(score) == original.update(score)
+        assert loaded.threshold_ == original.threshold_
+
+
+def test_a_windowed_file_cannot_set_other_than_learned_attributes(tmp_path):
+    from aepipe.sensor import WindowedPCA
+
+    path = aepipe.save(WindowedPCA(width=8).fit(_sensor_stream().iloc[:120]), tmp_path / "m.zip")
+    _edit_config(path, lambda c: c["fitted"]["attributes"].update({"score_samples": 1.0}))
+    with pytest.raises(ModelFileError, match="cannot be rebuilt.*'score_samples' is not a learned"):
+        aepipe.load(path)
