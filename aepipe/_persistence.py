@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._files import default_file_mode
 from ._version import __version__
 from .exceptions import ModelFileError
 
@@ -421,6 +422,7 @@ def save(estimator, path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, default_file_mode())
         with os.fdopen(handle, "wb") as f:
             with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as archive:
                 archive.writestr(CONFIG, config_bytes)

@@ -318,3 +318,17 @@ def test_score_of_a_windowed_model_does_not_depend_on_chunk_size(tmp_path):
         np.testing.assert_allclose(other["anomaly_score"], outputs[0]["anomaly_score"],
                                    rtol=1e-5)
     assert len(outputs[0]) == len(frame)
+
+
+def test_scores_file_gets_the_umask_mode_not_the_temporary_files(tmp_path):
+    import stat
+
+    from aepipe.cli._io import atomic_table_writer
+
+    previous = os.umask(0o022)
+    try:
+        with atomic_table_writer(tmp_path / "scores.csv") as writer:
+            writer.write(pd.DataFrame({"anomaly_score": [1.0, 2.0]}))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "scores.csv").stat().st_mode) == 0o644

@@ -3,7 +3,9 @@
 import hashlib
 import io
 import json
+import os
 import pickle
+import stat
 import zipfile
 
 import numpy as np
@@ -253,3 +255,14 @@ def test_a_windowed_file_cannot_set_other_than_learned_attributes(tmp_path):
     _edit_config(path, lambda c: c["fitted"]["attributes"].update({"score_samples": 1.0}))
     with pytest.raises(ModelFileError, match="cannot be rebuilt.*'score_samples' is not a learned"):
         aepipe.load(path)
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_saved_file_gets_the_umask_mode_not_the_temporary_files(X, tmp_path, umask, mode):
+    est = Autoencoder(**FAST).fit(X)
+    previous = os.umask(umask)
+    try:
+        path = aepipe.save(est, tmp_path / "m.zip")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == mode

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
+from .._files import default_file_mode
 from ..exceptions import DataValidationError
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".txt")
@@ -148,6 +149,7 @@ def atomic_table_writer(out):
         raise FileNotFoundError(f"Output folder does not exist: {str(out.parent)!r}.")
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
     os.close(fd)
+    os.chmod(tmp, default_file_mode())  # mkstemp's 0o600 would survive the rename
     tmp_path = Path(tmp)
     # Keep the suffix so pandas picks the compression (".csv.gz") of the final name.
     staged = tmp_path.with_name(tmp_path.name + "".join(out.suffixes))
