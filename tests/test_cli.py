@@ -332,3 +332,72 @@ def test_scores_file_gets_the_umask_mode_not_the_temporary_files(tmp_path):
     finally:
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / "scores.csv").stat().st_mode) == 0o644
+
+
+# ---------------------------------------------------------------- aepipe model files
+def test_score_and_explain_an_aepipe_model_file(tmp_path, table_csv):
+    import aepipe
+    from aepipe import Autoencoder
+    from aepipe.scoring import score_frame
+
+    frame = pd.read_csv(table_csv)
+    features = frame.drop(columns=["record_id", "label"])
+    model = Autoencoder(max_epochs=2, random_state=0).fit(features)
+    path = aepipe.save(model, tmp_path / "model.aepipe")
+    out = tmp_path / "scores.csv"
+    result = invoke("score", "--model", path, "--data", table_csv, "--out", out,
+                    "--id-column", "record_id", "--drop-column", "label", "--chunk-size", "64",
+                    "--no-progress")
+    assert result.exit_code == 0, result.output
+    scores = pd.read_csv(out)
+    expected = score_frame(model, features)
+    np.testing.assert_allclose(scores["anomaly_score"], expected["anomaly_score"], rtol=1e-12)
+    assert scores["top1_column"].tolist() == expected["top1_column"].tolist()
+
+    result = invoke("explain", "--model", path, "--data", table_csv, "--id-column",
+                    "record_id", "--drop-column", "label", "--rows", "2")
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.strip().splitlines()) == 3
+
+    bad = frame.astype({"amount": object})
+    bad.loc[7, "amount"] = "n/a"
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    result = invoke("score", "--model", path, "--data", tmp_path / "bad.csv", "--out", out,
+                    "--id-column", "record_id", "--drop-column", "label")
+    assert_one_line_error(result, match="amount")
+
+
+def test_a_windowed_model_file_scores_the_same_in_chunks_and_on_dask(tmp_path):
+    import aepipe
+    from aepipe.datasets import make_sensor_stream
+    from aepipe.sensor import WindowedPCA
+
+    stream = make_sensor_stream(240, 3, n_anomalies=2, random_state=0).X.reset_index(drop=True)
+    path = aepipe.save(WindowedPCA(width=16).fit(stream.iloc[:120]), tmp_path / "sensor.aepipe")
+    data = tmp_path / "stream.csv"
+    stream.to_csv(data, index=False)
+    whole = aepipe.load(path).anomaly_score(stream)
+    runs = [["--chunk-size", "7"]]
+    if importlib.util.find_spec("distributed") is not None:
+        runs.append(["--scheduler", "synchronous"])
+    for options in runs:
+        out = tmp_path / "scores.csv"
+        result = invoke("score", "--model", path, "--data", data, "--out", out, "--top-k", "0",
+                        "--no-progress", *options)
+        assert result.exit_code == 0, result.output
+        np.testing.assert_allclose(pd.read_csv(out)["anomaly_score"], whole, rtol=1e-9)
+
+
+def test_model_file_errors_are_one_line(tmp_path):
+    import aepipe
+    from aepipe import Autoencoder
+
+    X = pd.DataFrame(np.random.default_rng(0).normal(size=(40, 3)), columns=list("abc"))
+    path = aepipe.save(Autoencoder(max_epochs=1, random_state=0).fit(X), tmp_path / "m.aepipe")
+    X.to_csv(tmp_path / "x.csv", index=False)
+    result = invoke("serve", "--model", path, "--dry-run")
+    assert_one_line_error(result, code=2, match="aepipe model file")
+    path.write_bytes(path.read_bytes()[:200])  # truncated
+    result = invoke("score", "--model", path, "--data", tmp_path / "x.csv", "--out",
+                    tmp_path / "s.csv")
+    assert_one_line_error(result, match="m.aepipe")

@@ -171,8 +171,30 @@ def is_model_uri(text: str) -> bool:
     return "://" in text or text.startswith(("runs:/", "models:/"))
 
 
+def is_model_file(text: str) -> bool:
+    """Whether ``text`` names a file (an :func:`aepipe.save` model), not a URI or folder."""
+    return not is_model_uri(text) and Path(text).expanduser().is_file()
+
+
+def _anomaly_model_from_file(path: Path):
+    """An AnomalyModel around a detector read by :func:`aepipe.load` (no unpickling)."""
+    from .._persistence import load
+    from ..tracking import AnomalyModel
+
+    estimator = load(path)
+    names = getattr(estimator, "feature_names_in_", None)
+    columns = ([str(c) for c in names] if names is not None
+               else [f"x{j}" for j in range(estimator.n_features_in_)])
+    layout = getattr(estimator, "layout_", None)
+    # Real-valued columns are checked as numbers here; the rest by the detector itself.
+    numeric = columns if layout is None else [c.name for c in layout.columns
+                                              if c.kind == "gaussian"]
+    return AnomalyModel(estimator, columns=columns, numeric_columns=numeric,
+                        feature_names=names is not None)
+
+
 def load_anomaly_model(model: str, tracking_uri: str | None):
-    """The logged AnomalyModel (pyfunc Python model) for a URI or a local model folder."""
+    """The AnomalyModel for a URI, a local MLflow model folder or an aepipe model file."""
     from ..tracking import load_model
 
     if not is_model_uri(model):
@@ -180,8 +202,10 @@ def load_anomaly_model(model: str, tracking_uri: str | None):
         if not path.exists():
             raise FileNotFoundError(
                 f"Model {model!r} is neither an MLflow model URI (runs:/..., models:/...) "
-                "nor an existing model folder."
+                "nor an existing model folder or aepipe model file."
             )
+        if path.is_file():
+            return _anomaly_model_from_file(path)
         if not (path / "MLmodel").is_file():
             raise DataValidationError(
                 f"{model!r} is not an MLflow model folder (no MLmodel file in it)."

@@ -27,7 +27,8 @@ experiment_option = click.option(
 )
 model_option = click.option(
     "--model", "model", required=True, metavar="URI|PATH",
-    help="Logged model: models:/..., runs:/<run_id>/model, or a local MLflow model folder.",
+    help="Logged model: models:/..., runs:/<run_id>/model, a local MLflow model folder, or "
+         "a file written by aepipe.save.",
 )
 
 
@@ -500,6 +501,10 @@ def score(model, data, out, id_column, drop_column, top_k, chunk_size, tracking_
             from ..distributed import score_file_distributed
         except ImportError as exc:
             raise click.UsageError(f"{needs_dask} ({exc.name or exc} is missing).") from None
+        from ._io import is_model_file
+
+        if is_model_file(model):  # shipped to the workers as the loaded detector
+            model = load_model_for_cli(model, tracking_uri).pipeline
         started = time.perf_counter()
         try:
             n_rows = score_file_distributed(model, data, out, scheduler=scheduler,
@@ -660,8 +665,14 @@ def serve(model, host, port, tracking_uri, dry_run):
     import subprocess
 
     from ..tracking import resolve_tracking_uri, serve_command
-    from ._io import is_model_uri
+    from ._io import is_model_file, is_model_uri
 
+    if is_model_file(model):
+        raise click.UsageError(
+            f"{model!r} is an aepipe model file; MLflow's server needs a logged model "
+            "(models:/..., runs:/.../model or an MLflow model folder): log it with "
+            "aepipe.tracking.log_model, or score files with `aepipe score`."
+        )
     load_model_for_cli(model, tracking_uri)  # one readable line now, not a server traceback later
     uri = model if is_model_uri(model) else str(Path(model).expanduser().resolve())
     argv = serve_command(uri, host=host, port=port)
