@@ -205,6 +205,14 @@ def load_anomaly_model(model: str, tracking_uri: str | None):
                 "nor an existing model folder or aepipe model file."
             )
         if path.is_file():
+            with path.open("rb") as f:
+                is_zip = f.read(4) == b"PK\x03\x04"  # a damaged zip still says why on load
+            if not is_zip:
+                raise DataValidationError(
+                    f"{model!r} is not an MLflow model folder nor an aepipe model file "
+                    "(written by aepipe.save); pass a models:/ or runs:/ URI, a model "
+                    "folder, or such a file."
+                )
             return _anomaly_model_from_file(path)
         if not (path / "MLmodel").is_file():
             raise DataValidationError(
