@@ -381,3 +381,14 @@ def test_score_file_distributed_windowed_model_equals_in_memory(client, windowed
     result = pd.read_csv(out_path)
     np.testing.assert_allclose(result["anomaly_score"],
                                score_frame(windowed_model, X)["anomaly_score"], rtol=1e-9)
+
+
+def test_score_dask_windowed_model_refuses_runs_of_tiny_partitions(windowed_model):
+    X = _stream()
+    sizes = [100] + [1] * 12 + [128]  # 8 one-row partitions cannot give 15 rows of context
+    bounds = np.cumsum([0] + sizes)
+    ddf = dd.from_delayed([dask_delayed(X.iloc[a:b]) for a, b in zip(bounds[:-1], bounds[1:])],
+                          meta=X.iloc[:0])
+    scores = score_dask(windowed_model, ddf, top_k=0)
+    with pytest.raises(ValueError, match="fewer than the 15 rows of context.*larger partitions"):
+        scores.compute(scheduler="synchronous")

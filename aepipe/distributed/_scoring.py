@@ -145,12 +145,19 @@ def _concat(frames) -> pd.DataFrame:
     return pd.concat(nonempty) if len(nonempty) > 1 else (nonempty or frames)[0]
 
 
-def _last_rows(before: pd.DataFrame, part: pd.DataFrame, n: int) -> pd.DataFrame:
-    return _concat([before, part.tail(n)]).tail(n)
+def _last_rows(before: pd.DataFrame, tail: pd.DataFrame, n: int) -> pd.DataFrame:
+    return _concat([before, tail]).tail(n)
 
 
-def _first_rows(part: pd.DataFrame, after: pd.DataFrame, n: int) -> pd.DataFrame:
-    return _concat([part.head(n), after]).head(n)
+def _rows_after(n: int, more: bool, empty: pd.DataFrame, *heads: pd.DataFrame) -> pd.DataFrame:
+    rows = _concat([empty, *heads]).head(n)
+    if len(rows) < n and more:
+        raise ValueError(
+            f"{len(heads)} consecutive partitions hold only {len(rows)} rows together, fewer "
+            f"than the {n} rows of context a windowed model needs after each row: use fewer, "
+            "larger partitions (a larger blocksize, or ddf.repartition)."
+        )
+    return rows
 
 
 def _score_partition_in_context(before, part, after, scorer, dtypes, id_column):
@@ -163,6 +170,9 @@ def _score_partition_in_context(before, part, after, scorer, dtypes, id_column):
     return scores
 
 
+_LOOKAHEAD = 8
+
+
 def _score_with_context(ddf, context: int, scorer, dtypes, id_column, meta):
     """Score each partition with ``context`` rows of its neighbours on each side.
 
@@ -170,21 +180,30 @@ def _score_with_context(ddf, context: int, scorer, dtypes, id_column, meta):
     rows to either side, so a partition is scored together with that many
     rows of the partitions around it, and only its own rows are kept: the
     scores do not depend on the partitioning. The neighbouring rows are
-    gathered along a chain of small tasks, so partitions of any size (even
-    shorter than the window, or empty) work; each partition is still read once.
+    gathered from each partition's first and last ``context`` rows (only those
+    move between workers; each partition is still read once): the rows before
+    come along a chain through all earlier partitions, the rows after from at
+    most ``_LOOKAHEAD`` following ones, so partitions shorter than the window
+    or empty work, and scoring holds a bounded number of partitions.
     """
     import dask
     import dask.dataframe as dd
 
     parts = ddf.to_delayed()
-    empty = ddf._meta
+    n_parts, empty = len(parts), ddf._meta
+    # Each partition's edges are cut where it lies; only those small frames travel.
+    tails = [dask.delayed(pd.DataFrame.tail, pure=True)(part, context) for part in parts]
+    heads = [dask.delayed(pd.DataFrame.head, pure=True)(part, context) for part in parts]
     before = [empty]
-    for part in parts[:-1]:
-        before.append(dask.delayed(_last_rows, pure=True)(before[-1], part, context))
-    after = [empty]
-    for part in parts[:0:-1]:
-        after.append(dask.delayed(_first_rows, pure=True)(part, after[-1], context))
-    after.reverse()
+    for tail in tails[:-1]:
+        before.append(dask.delayed(_last_rows, pure=True)(before[-1], tail, context))
+    # The rows after a partition come from at most _LOOKAHEAD following ones, so
+    # scoring a partition never waits for (and holds) the rest of the data.
+    after = [
+        dask.delayed(_rows_after, pure=True)(
+            context, i + 1 + _LOOKAHEAD < n_parts, empty, *heads[i + 1:i + 1 + _LOOKAHEAD])
+        for i in range(n_parts)
+    ]
     scored = [
         dask.delayed(_score_partition_in_context, pure=True)(
             b, part, a, scorer, dtypes, id_column)
