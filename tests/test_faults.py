@@ -92,6 +92,24 @@ def test_keyboard_interrupt_then_fit_resumes_from_the_checkpoint(X, tmp_path):
     assert np.isfinite(resumed.score_samples(X)).all()
 
 
+@pytest.mark.parametrize("extra", [
+    dict(dropout=0.2),  # draws from torch's RNG in every step
+    dict(early_stopping=True, patience=2, max_epochs=40),  # its misses and best weights
+], ids=["dropout", "early_stopping"])
+def test_an_interrupted_then_resumed_training_ends_with_the_same_weights(X, tmp_path, extra):
+    params = {**FAST, "max_epochs": 8, **extra}
+    straight = Autoencoder(**params).fit(X)
+    with_checkpoint = dict(params, checkpoint_dir=str(tmp_path / "ckpt"))
+    Autoencoder(callbacks=[InterruptAt(epoch=3)], **with_checkpoint).fit(X)
+    resumed = Autoencoder(**with_checkpoint).fit(X)
+    assert _checkpoint_callback(resumed).resumed_epochs_ == 2
+    assert len(resumed.net_.history) == len(straight.net_.history)
+    for a, b in zip(straight.net_.module_.state_dict().values(),
+                    resumed.net_.module_.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    np.testing.assert_array_equal(resumed.score_samples(X), straight.score_samples(X))
+
+
 def test_completed_checkpoint_resumes_to_the_same_model(X, tmp_path):
     params = dict(FAST, checkpoint_dir=tmp_path)
     first = Autoencoder(**params).fit(X)

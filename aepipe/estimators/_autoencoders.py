@@ -93,11 +93,13 @@ class Autoencoder(BaseDetector):
         Infinities are always an error, and so is a record with no observed
         entry.
     checkpoint_dir : str, path or None, default=None
-        Resumable training: after every epoch the weights, optimizer state and
-        history are written atomically to ``checkpoint_dir/checkpoint.pt``.
-        If training is interrupted (SIGTERM, a crash, Ctrl-C), calling
-        ``fit`` again with the same data and parameters resumes from the last
-        completed epoch and runs the remaining ``max_epochs``. A checkpoint of
+        Resumable training: after every epoch the weights, optimizer state,
+        history, random state and early-stopping state are written atomically
+        to ``checkpoint_dir/checkpoint.pt``. If training is interrupted
+        (SIGTERM, a crash, Ctrl-C), calling ``fit`` again with the same data
+        and parameters resumes from the last completed epoch, runs the
+        remaining ``max_epochs`` and ends with the same weights as an
+        uninterrupted fit. A checkpoint of
         another training raises :class:`~aepipe.exceptions.ModelFileError`;
         delete the directory to train from scratch. Loaded with
         ``torch.load(weights_only=True)``: no code is unpickled.

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, EarlyStopping
 from skorch.history import History
 
 from ..exceptions import ModelFileError
@@ -34,6 +34,10 @@ class TrainingCheckpoint(Callback):
     On ``on_train_begin``, if ``dirname`` holds a checkpoint with the same
     ``fingerprint``, the module and optimizer states and the history are
     loaded and only the remaining ``max_epochs - len(history)`` epochs run.
+    The checkpoint also holds torch's random state and the state of the
+    net's early-stopping callbacks (misses, best score, best weights), so a
+    resumed training takes the same steps as an uninterrupted one and ends
+    with the same weights. Place it after those callbacks (the estimators do).
 
     Parameters
     ----------
@@ -83,6 +87,14 @@ class TrainingCheckpoint(Callback):
                 f"({error}). Delete it to train from scratch."
             ) from error
         net.history_ = History(json.loads(history))
+        _restore_random_state(state.get("random"), net.device)
+        for name, saved in (state.get("early_stopping") or {}).items():
+            callback = dict(net.callbacks_).get(name)
+            if isinstance(callback, EarlyStopping):
+                callback.misses_ = int(saved["misses"])
+                callback.dynamic_threshold_ = float(saved["threshold"])
+                callback.best_epoch_ = int(saved["best_epoch"])
+                callback.best_model_weights_ = saved["best_weights"]
         self.resumed_epochs_ = epochs
         self._max_epochs = net.max_epochs
         net.max_epochs = max(net.max_epochs - epochs, 0)
@@ -95,6 +107,14 @@ class TrainingCheckpoint(Callback):
             "module": net.module_.state_dict(),
             "optimizer": net.optimizer_.state_dict(),
             "history": json.dumps(net.history.to_list()),
+            "random": _random_state(net.device),
+            "early_stopping": {
+                name: {"misses": callback.misses_,
+                       "threshold": float(callback.dynamic_threshold_),
+                       "best_epoch": int(callback.best_epoch_),
+                       "best_weights": callback.best_model_weights_}
+                for name, callback in net.callbacks_ if isinstance(callback, EarlyStopping)
+            },
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle, tmp = tempfile.mkstemp(prefix=".checkpoint-", dir=self.path.parent)
@@ -111,3 +131,19 @@ class TrainingCheckpoint(Callback):
     def on_train_end(self, net, **kwargs):
         if self._max_epochs is not None:
             net.max_epochs, self._max_epochs = self._max_epochs, None
+
+
+def _random_state(device) -> dict:
+    state = {"cpu": torch.get_rng_state()}
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _restore_random_state(state, device) -> None:
+    """torch's random state where the checkpoint left it (older checkpoints: unchanged)."""
+    if not state:
+        return
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and str(device).startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
