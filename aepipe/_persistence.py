@@ -317,6 +317,9 @@ def _build_windowed(estimator, fitted, state, histories, device):
         _set_attributes(pca, fitted["pca_"]["attributes"], arrays)
         estimator.pca_ = pca
     n_nets = int(fitted["n_nets"])
+    stored = {key.split(".", 1)[0] for key in state if key.startswith("net")}
+    if stored != {f"net{k}" for k in range(n_nets)}:
+        raise ValueError(f"the weights hold {len(stored)} nets, the config {n_nets}")
     if not n_nets:
         return estimator
     estimator.device_ = resolve_device(device)
@@ -527,7 +530,7 @@ def load(path, *, device: str | None = None):
         return _build(getattr(module, class_name), config, members, device)
     except ModelFileError:
         raise
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+    except (AttributeError, KeyError, TypeError, ValueError, RuntimeError) as error:
         raise ModelFileError(
             f"Model file {str(path)!r} cannot be rebuilt into a {class_name} "
             f"({type(error).__name__}: {error})."

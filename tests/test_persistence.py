@@ -266,3 +266,11 @@ def test_saved_file_gets_the_umask_mode_not_the_temporary_files(X, tmp_path, uma
     finally:
         os.umask(previous)
     assert stat.S_IMODE(path.stat().st_mode) == mode
+
+
+def test_a_windowed_file_with_a_wrong_net_count_is_a_model_file_error(tmp_path):
+    est = aepipe.make_default_sensor_detector(width=8, max_epochs=1, random_state=0)
+    path = aepipe.save(est.fit(_sensor_stream().iloc[:120]), tmp_path / "m.zip")
+    _edit_config(path, lambda c: c["fitted"].update({"n_nets": 10**9}))
+    with pytest.raises(ModelFileError, match="weights hold 1 nets, the config 1000000000"):
+        aepipe.load(path)
