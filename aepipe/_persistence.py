@@ -318,7 +318,7 @@ def _build_windowed(estimator, fitted, state, histories, device):
         estimator.pca_ = pca
     n_nets = int(fitted["n_nets"])
     stored = {key.split(".", 1)[0] for key in state if key.startswith("net")}
-    if stored != {f"net{k}" for k in range(n_nets)}:
+    if len(stored) != n_nets or any(f"net{k}" not in stored for k in range(n_nets)):
         raise ValueError(f"the weights hold {len(stored)} nets, the config {n_nets}")
     if not n_nets:
         return estimator
