@@ -324,21 +324,28 @@ def _build_windowed(estimator, fitted, state, histories, device):
         return estimator
     estimator.device_ = resolve_device(device)
     n_channels = int(estimator.n_features_in_)
+
+    def make_net():
+        if type(estimator).__name__ != "WindowedDenoisingAutoencoder":
+            return estimator._make_net(n_channels, estimator.batch_size, None)
+        # Its module is built from the closed-form start (the weights replace it):
+        # placeholders of the stored shapes, checked before anything is allocated.
+        latent, n_inputs = state["net0.encoder.weight"].shape
+        if (latent, n_inputs) != (int(estimator.latent_dim_), estimator.width * n_channels):
+            raise ValueError("the weights do not fit the window and latent sizes in the config")
+        estimator._init = (np.zeros((latent, n_inputs)), np.zeros(latent), np.zeros(n_inputs))
+        try:
+            return estimator._make_net(n_channels, estimator.batch_size, None)
+        finally:
+            del estimator._init
+
     nets = []
     for k in range(n_nets):
-        if type(estimator).__name__ == "WindowedDenoisingAutoencoder":
-            # Its module is built from the closed-form start; the weights replace it.
-            n_inputs, latent = estimator.width * n_channels, int(estimator.latent_dim_)
-            estimator._init = (np.zeros((latent, n_inputs)), np.zeros(latent),
-                               np.zeros(n_inputs))
-        try:
-            net = estimator._make_net(n_channels, estimator.batch_size, None)
-        finally:
-            estimator.__dict__.pop("_init", None)
-        net.initialize()
         prefix = f"net{k}."
-        net.module_.load_state_dict({key[len(prefix):]: value for key, value in state.items()
-                                     if key.startswith(prefix)})
+        weights = {key[len(prefix):]: value for key, value in state.items()
+                   if key.startswith(prefix)}
+        net = _initialized(make_net, weights)
+        net.module_.load_state_dict(weights)
         net.train_split = None
         if histories is not None:
             net.history_ = History(histories[k])
@@ -568,12 +575,15 @@ def _build(cls, config, members, device):
     if fitted.get("feature_names_in_") is not None:
         estimator.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
     state = _load_weights(members, estimator.device_)
-    if _is_ensemble(estimator):
-        net = estimator._make_net(1)
-    else:
+
+    def make_net():
+        if _is_ensemble(estimator):
+            return estimator._make_net(1)
         net = estimator._make_net(1, None)
         net.mask_missing = estimator.handle_missing == "mask"
-    net.initialize()
+        return net
+
+    net = _initialized(make_net, state)
     net.module_.load_state_dict(state)
     net.train_split = None
     if HISTORY in members:
@@ -590,3 +600,27 @@ def _load_weights(members, device) -> dict:
         return torch.load(io.BytesIO(members[WEIGHTS]), map_location=device, weights_only=True)
     except Exception as error:  # the unpickler raises many types on bad data
         raise ModelFileError(f"The weights cannot be read ({error}).") from None
+
+
+def _initialized(make_net, weights: dict):
+    """``make_net()`` initialised, once its parameter shapes are checked against ``weights``.
+
+    The net is first built on PyTorch's ``meta`` device, which allocates
+    nothing: layer sizes in a damaged or tampered config that do not match the
+    stored weights are an error before they can exhaust memory.
+    """
+    import torch
+
+    dry = make_net()
+    device, dry.device = dry.device, "meta"
+    with torch.device("meta"):
+        dry.initialize()
+    expected = {name: tuple(value.shape) for name, value in dry.module_.state_dict().items()}
+    stored = {name: tuple(value.shape) for name, value in weights.items()}
+    if expected != stored:
+        differing = sorted(set(expected.items()) ^ set(stored.items()))[:3]
+        raise ValueError(f"the weights do not fit the model the config describes "
+                         f"(first differences: {differing})")
+    net = make_net()
+    net.device = device
+    return net.initialize()

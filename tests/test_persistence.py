@@ -274,3 +274,21 @@ def test_a_windowed_file_with_a_wrong_net_count_is_a_model_file_error(tmp_path):
     _edit_config(path, lambda c: c["fitted"].update({"n_nets": 10**9}))
     with pytest.raises(ModelFileError, match="weights hold 1 nets, the config 1000000000"):
         aepipe.load(path)
+
+
+def test_layer_sizes_that_do_not_fit_the_weights_are_refused_before_allocation(saved):
+    # 10^4 x 10^4 hidden units (a 400 MB layer) that the stored weights do not hold.
+    _edit_config(saved, lambda c: c["fitted"].update({"hidden_sizes_": [10_000, 10_000]}))
+    with pytest.raises(ModelFileError, match="do not fit the model the config describes"):
+        aepipe.load(saved)
+
+
+def test_a_windowed_file_with_another_width_is_a_model_file_error(tmp_path):
+    from aepipe.sensor import WindowedDenoisingAutoencoder
+
+    for est in [aepipe.make_default_sensor_detector(width=8, max_epochs=1, random_state=0),
+                WindowedDenoisingAutoencoder(width=8, max_epochs=1, random_state=0)]:
+        path = aepipe.save(est.fit(_sensor_stream().iloc[:120]), tmp_path / "m.zip")
+        _edit_config(path, lambda c: c["params"].update({"width": 4000}))
+        with pytest.raises(ModelFileError, match="do not fit"):
+            aepipe.load(path)
