@@ -65,14 +65,6 @@ _WINDOWED = (
     "WindowedPCA",
 )
 _CLASSES = _TABULAR + _WINDOWED
-_THRESHOLDS = (
-    "BestF1Threshold",
-    "CentredControlChartThreshold",
-    "ContaminationThreshold",
-    "ControlChartThreshold",
-    "POTThreshold",
-    "SPOTThreshold",
-)
 _LEARNED_NAME = re.compile(r"_?[a-z][a-z0-9_]*")
 # A windowed detector's attributes stored as weights (nets) or objects of their own.
 _WINDOWED_OBJECTS = ("nets_", "net_", "pca_", "threshold_object_")
@@ -128,12 +120,16 @@ def _params_from_json(params: dict) -> dict:
 
 
 def _threshold_class(name: str):
+    """One of the threshold classes :mod:`aepipe.thresholds` exports (never a free lookup)."""
     from . import thresholds
 
-    if name not in _THRESHOLDS:
+    exported = (getattr(thresholds, name) for name in thresholds.__all__)
+    known = {cls.__name__: cls for cls in exported if isinstance(cls, type)
+             and issubclass(cls, thresholds.BaseThreshold) and cls is not thresholds.BaseThreshold}
+    if name not in known:
         raise ModelFileError(f"The model file names the threshold class {name!r}, which is not "
-                             f"one aepipe loads ({list(_THRESHOLDS)}).")
-    return getattr(thresholds, name)
+                             f"one aepipe loads ({sorted(known)}).")
+    return known[name]
 
 
 def _layout_to_json(layout) -> dict:

@@ -292,3 +292,14 @@ def test_a_windowed_file_with_another_width_is_a_model_file_error(tmp_path):
         _edit_config(path, lambda c: c["params"].update({"width": 4000}))
         with pytest.raises(ModelFileError, match="do not fit"):
             aepipe.load(path)
+
+
+@pytest.mark.parametrize("name", ["BaseThreshold", "make_threshold", "Popen"])
+def test_only_exported_threshold_classes_are_built_from_a_file(tmp_path, name):
+    from aepipe.sensor import WindowedPCA
+
+    est = WindowedPCA(width=8, statistic="q", threshold="pot").fit(_sensor_stream().iloc[:120])
+    path = aepipe.save(est, tmp_path / "m.zip")
+    _edit_config(path, lambda c: c["fitted"]["threshold_object_"].update({"class": name}))
+    with pytest.raises(ModelFileError, match=f"threshold class '{name}'.*POTThreshold"):
+        aepipe.load(path)

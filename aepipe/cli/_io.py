@@ -179,6 +179,7 @@ def is_model_file(text: str) -> bool:
 def _anomaly_model_from_file(path: Path):
     """An AnomalyModel around a detector read by :func:`aepipe.load` (no unpickling)."""
     from .._persistence import load
+    from .._tabular import GAUSSIAN
     from ..tracking import AnomalyModel
 
     estimator = load(path)
@@ -188,7 +189,7 @@ def _anomaly_model_from_file(path: Path):
     layout = getattr(estimator, "layout_", None)
     # Real-valued columns are checked as numbers here; the rest by the detector itself.
     numeric = columns if layout is None else [c.name for c in layout.columns
-                                              if c.kind == "gaussian"]
+                                              if c.kind == GAUSSIAN]
     return AnomalyModel(estimator, columns=columns, numeric_columns=numeric,
                         feature_names=names is not None)
 

@@ -195,10 +195,10 @@ class BaseWindowedDetector(OutlierContractMixin, OutlierMixin, BaseEstimator):
             for start, stop in prepared.segments
         ])
 
-    def _scoring_blocks(self, prepared: _Prepared, *, with_means: bool = False):
+    def _scoring_blocks(self, prepared: _Prepared):
         """Every window of a stream at stride 1, a block of rows at a time.
 
-        Yields ``(first, last, offset, n_rows, starts, windows[, means])``: rows
+        Yields ``(first, last, offset, n_rows, starts, windows, means)``: rows
         ``first:last`` get their values from ``windows``, which cover rows
         ``offset : offset + n_rows`` and start at ``offset + starts``. The block
         is widened by ``width - 1`` rows on each side (within its segment), so
@@ -212,13 +212,12 @@ class BaseWindowedDetector(OutlierContractMixin, OutlierMixin, BaseEstimator):
                 lo, hi = max(first - width + 1, seg_start), min(last + width - 1, seg_stop)
                 windows, means = self._centre_slow(
                     sliding_windows(prepared.values[lo:hi], width, 1))
-                head = (first, last, lo, hi - lo, window_starts(hi - lo, width, 1), windows)
-                yield (*head, means) if with_means else head
+                yield first, last, lo, hi - lo, window_starts(hi - lo, width, 1), windows, means
 
     def _windows_to_rows(self, prepared: _Prepared, window_values) -> np.ndarray:
         """Per-row values from ``window_values(windows) -> (n_windows, k)``, by ``point_rule``."""
         out = np.empty_like(prepared.values)
-        for first, last, offset, n_rows, starts, windows in self._scoring_blocks(prepared):
+        for first, last, offset, n_rows, starts, windows, _ in self._scoring_blocks(prepared):
             rows = windows_to_points(window_values(windows), starts, self.width, n_rows,
                                      self.point_rule)
             out[first:last] = rows[first - offset:last - offset]
@@ -312,8 +311,7 @@ class BaseWindowedDetector(OutlierContractMixin, OutlierMixin, BaseEstimator):
         check_is_fitted(self)
         prepared = self._prepare(X, reset=False)
         out = np.empty_like(prepared.values)
-        for first, last, offset, n_rows, starts, windows, means in self._scoring_blocks(
-                prepared, with_means=True):
+        for first, last, offset, n_rows, starts, windows, means in self._scoring_blocks(prepared):
             rows = positions_to_points(self._window_reconstruction(windows) + means, starts,
                                        n_rows)
             out[first:last] = rows[first - offset:last - offset]
