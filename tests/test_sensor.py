@@ -212,6 +212,21 @@ def test_slow_channels_are_found_and_centred_per_window():
     assert not WindowedPCA(width=16, slow_channels="keep").fit(X).slow_channels_.any()
 
 
+def test_windowed_pca_keeps_fewer_components_than_independent_windows():
+    # White noise in 6 channels: 300 rows of 20-step windows are only ~14 independent
+    # windows. A 0.9 share of the 120-dimensional variance would keep ~100 components,
+    # fitting the training noise: its Q and limit collapse and held-out rows all alarm.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(900, 6))
+    det = WindowedPCA(width=20).fit(X[:300])
+    assert det.pca_.n_components_ == (300 - 20) // 20
+    assert (det.predict(X[300:]) == -1).mean() < 0.1
+    # A number of components asked for is kept.
+    assert WindowedPCA(width=20, n_components=40).fit(X[:300]).pca_.n_components_ == 40
+    # One-row windows are independent: the share of variance decides alone.
+    assert WindowedPCA(width=1).fit(X[:300]).pca_.n_components_ == 5
+
+
 def test_threshold_ignores_edge_rows():
     det = WindowedAutoencoder(**FAST).fit(_stream())
     rows = det._steady_rows(det._prepare(_stream(), reset=False))

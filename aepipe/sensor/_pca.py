@@ -32,7 +32,12 @@ class WindowedPCA(BaseWindowedDetector):
     width : int, default=1
     n_components : int, float in (0, 1) or None, default=0.9
         As in :class:`~sklearn.decomposition.PCA` (a share of variance to keep),
-        capped one below full rank so Q stays informative.
+        capped one below full rank so Q stays informative. A share (or None)
+        is also capped one below the number of non-overlapping training
+        windows (about ``n_rows / width``): overlapping windows are not
+        independent samples, and more components than that fit the training
+        stream's own noise, so the training Q and its limit collapse and every
+        later window alarms. ``pca_.n_components_`` holds the number kept.
     statistic : {"t2+q", "t2", "q"}, default="t2+q"
         Hotelling's T² contributions are the classical
         ``sum_k t_k p_kj z_j / lambda_k`` (they can be negative); Q's are
@@ -119,8 +124,14 @@ max_gap_factor
                 f"n_channels)={full} so that Q has a residual."
             )
         pca = PCA(n_components=n_components, svd_solver="full").fit(flat)
-        if pca.n_components_ >= full > 1:
-            pca = PCA(n_components=full - 1, svd_solver="full").fit(flat)
+        # Overlapping windows hold about one independent sample per ``width`` rows;
+        # components beyond that count fit the training stretch's own noise, so its
+        # Q (and the limit fitted on it) is near zero and every later window alarms.
+        # A chosen number of components is kept; a share of variance is capped.
+        independent = (n_samples - 1) * self.stride // self.width + 1
+        cap = full - 1 if isinstance(self.n_components, Integral) else min(full, independent) - 1
+        if pca.n_components_ > cap >= 1:
+            pca = PCA(n_components=cap, svd_solver="full").fit(flat)
         self.pca_ = pca
         variances = np.asarray(pca.explained_variance_, dtype=np.float64)
         self.variances_ = np.maximum(variances, max(1e-12, 1e-9 * float(variances.max())))
