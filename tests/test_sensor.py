@@ -235,7 +235,7 @@ def test_threshold_ignores_edge_rows():
 
 def test_default_detector_design():
     det = make_default_sensor_detector()
-    assert det.slow_channels == "auto" and det.threshold == "centred_control_chart"
+    assert det.slow_channels == "auto" and det.threshold == "control_chart"
 
 
 # ------------------------------------------------------------------ long streams
