@@ -9,7 +9,7 @@ seeds. Event level: an anomaly event (a run of anomalous rows) is detected
 when any of its rows is flagged; a false-alarm event is a run of flagged rows
 that touches no anomaly.
 
-Two tables are printed:
+Three tables are printed:
 
 - **SKAB protocol** (the published leaderboard's): SKAB's notebooks predict on
   the *whole* file, training rows included, and score every row
@@ -189,7 +189,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data" / "skab")
     parser.add_argument("--subsets", nargs="+", default=["valve1"])
-    parser.add_argument("--out", type=Path, default=None, help="per-file counts as CSV")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="per-file counts as CSV (anomaly-free stretches named by row range)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--detectors", nargs="+", default=None,
                         help="subset of detectors (default: all)")

@@ -128,10 +128,11 @@ max_gap_factor
         # components beyond that count fit the training stretch's own noise, so its
         # Q (and the limit fitted on it) is near zero and every later window alarms.
         # A chosen number of components is kept; a share of variance is capped.
-        independent = (n_samples - 1) * self.stride // self.width + 1
-        cap = full - 1 if isinstance(self.n_components, Integral) else min(full, independent) - 1
-        if pca.n_components_ > cap >= 1:
-            pca = PCA(n_components=cap, svd_solver="full").fit(flat)
+        if not isinstance(self.n_components, Integral):
+            independent = (n_samples - 1) * self.stride // self.width + 1
+            cap = max(1, min(full, independent) - 1)
+            if pca.n_components_ > cap:
+                pca = PCA(n_components=cap, svd_solver="full").fit(flat)
         self.pca_ = pca
         variances = np.asarray(pca.explained_variance_, dtype=np.float64)
         self.variances_ = np.maximum(variances, max(1e-12, 1e-9 * float(variances.max())))
