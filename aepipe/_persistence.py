@@ -327,7 +327,8 @@ def _build_windowed(estimator, fitted, state, histories, device):
         # Its module is built from the closed-form start (the weights replace it):
         # placeholders of the stored shapes, checked before anything is allocated.
         latent, n_inputs = state["net0.encoder.weight"].shape
-        if (latent, n_inputs) != (int(estimator.latent_dim_), estimator.width * n_channels):
+        denoised = int(np.sum(estimator._denoised(n_channels)))
+        if (latent, n_inputs) != (int(estimator.latent_dim_), estimator.width * denoised):
             raise ValueError("the weights do not fit the window and latent sizes in the config")
         estimator._init = (np.zeros((latent, n_inputs)), np.zeros(latent), np.zeros(n_inputs))
         try:

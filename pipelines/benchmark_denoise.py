@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -95,8 +96,117 @@ def run_level(level: float, seed: int, args) -> dict:
             "dae_fit_s": time.perf_counter() - tic}
 
 
+# ---------------------------------------------------------------- real signals
+SKAB_LABELS = ("anomaly", "changepoint")
+SMOOTH_LAG1 = 0.9
+
+
+def half_of(position: int) -> str:
+    """Half of the file at ``position`` (0-based) in its folder sorted by name: A, B, A, ..."""
+    return "AB"[position % 2]
+
+
+def load_real_streams(data_dir: Path, half: str) -> list[tuple[str, pd.DataFrame]]:
+    """SKAB's normal rows and smooth channels, each channel standardised on itself.
+
+    Every folder under ``data_dir`` (``anomaly-free``, ``valve1``, ...) is
+    sorted by file name and split A, B, A, B, ... (``../shared/data/README.md``).
+    Per file: rows labelled anomalous are dropped (the time gap they leave
+    splits the stream, as any gap would), and a channel is kept when its
+    lag-1 autocorrelation over those rows exceeds ``SMOOTH_LAG1`` (0.9): a
+    recording smooth enough that added noise, not its own roughness, is
+    what a denoiser should remove.
+    """
+    streams = []
+    for folder in sorted(p for p in data_dir.iterdir() if p.is_dir()):
+        for position, path in enumerate(sorted(folder.glob("*.csv"), key=lambda p: p.name)):
+            if half != "all" and half_of(position) != half:
+                continue
+            frame = pd.read_csv(path, sep=";", index_col="datetime", parse_dates=True)
+            frame = frame.sort_index()
+            if "anomaly" in frame:
+                frame = frame[frame["anomaly"] == 0]
+            frame = frame.drop(columns=[c for c in SKAB_LABELS if c in frame]).astype(float)
+            smooth = [c for c in frame if frame[c].std() > 0 and np.corrcoef(
+                frame[c].to_numpy()[:-1], frame[c].to_numpy()[1:])[0, 1] > SMOOTH_LAG1]
+            if smooth:
+                frame = frame[smooth]
+                streams.append((f"{folder.name}/{path.name}", (frame - frame.mean()) / frame.std()))
+    return streams
+
+
+def gap_free_segments(index: pd.DatetimeIndex, max_gap_factor: float = 3.0):
+    """(start, stop) row ranges split where a step exceeds ``max_gap_factor`` median steps."""
+    from aepipe.sensor import find_segments
+
+    return find_segments(index.to_numpy(), gap_policy="split", max_gap_factor=max_gap_factor)
+
+
+def savgol_segments(values: np.ndarray, segments, window: int) -> np.ndarray:
+    """Savitzky–Golay (polyorder 2) per gap-free segment; a segment shorter than the window
+    gets the longest odd window that fits (left as it is below 3 rows)."""
+    from scipy.signal import savgol_filter
+
+    out = values.copy()
+    for start, stop in segments:
+        length = stop - start
+        w = min(window, length if length % 2 else length - 1)
+        if w >= 3:
+            out[start:stop] = savgol_filter(values[start:stop], window_length=w,
+                                            polyorder=min(2, w - 1), axis=0)
+    return out
+
+
+def run_real(stream_name: str, clean: pd.DataFrame, level: float, seed: int, args) -> dict:
+    """Every method on one noisy SKAB stream; squared errors summed over its values."""
+    from sklearn.decomposition import PCA
+
+    from aepipe import make_default_sensor_denoiser
+
+    rng = np.random.default_rng([seed, int(round(level * 1000)), zlib.crc32(stream_name.encode())])
+    noisy = clean + level * rng.normal(size=clean.shape)
+    truth = clean.to_numpy()
+    segments = gap_free_segments(clean.index)
+
+    def sse(estimate) -> float:
+        return float(((np.asarray(estimate) - truth) ** 2).sum())
+
+    values = noisy.to_numpy()
+    mean, std = values.mean(axis=0), values.std(axis=0)
+    pca = PCA(n_components=0.9, svd_solver="full").fit((values - mean) / std)
+    pca_estimate = pca.inverse_transform(pca.transform((values - mean) / std)) * std + mean
+    tic = time.perf_counter()
+    dae = make_default_sensor_denoiser(clean.shape[1], random_state=seed)
+    dae_estimate = dae.fit(noisy).reconstruct(noisy)
+    fit_s = time.perf_counter() - tic
+    return {
+        "stream": stream_name, "level": level, "seed": seed, "n_values": truth.size,
+        "noisy": sse(values), "pca": sse(pca_estimate),
+        "savgol": sse(savgol_segments(values, segments, args.savgol_window)),
+        "savgol_oracle": min(sse(savgol_segments(values, segments, w)) for w in range(5, 62, 2)),
+        "default_denoiser": sse(dae_estimate), "dae_fit_s": fit_s,
+    }
+
+
+def real_table(results: pd.DataFrame) -> pd.DataFrame:
+    """MSE per method and noise level: squared errors pooled over streams, mean over seeds."""
+    methods = ["noisy", "pca", "savgol", "savgol_oracle", "default_denoiser"]
+    pooled = results.groupby(["level", "seed"])[[*methods, "n_values"]].sum()
+    mse = pooled[methods].div(pooled["n_values"], axis=0).groupby("level").mean()
+    others = mse[["noisy", "pca", "savgol", "savgol_oracle"]].min(axis=1)
+    mse["ratio_to_best_other"] = mse["default_denoiser"] / others
+    mse["fit_s"] = results.groupby("level")["dae_fit_s"].sum() / results["seed"].nunique()
+    return mse
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--suite", choices=["real", "synthetic", "both"], default="both")
+    parser.add_argument("--half", choices=["A", "B", "all"], default="all",
+                        help="real signals: the half of every SKAB folder to run (all: both, "
+                             "reported separately and together)")
+    parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data" / "skab")
+    parser.add_argument("--real-levels", type=float, nargs="+", default=[0.1, 0.3, 0.5])
     parser.add_argument("--levels", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.3, 0.5])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--channels", type=int, default=8)
@@ -107,26 +217,53 @@ def main(argv=None) -> int:
     parser.add_argument("--savgol-window", type=int, default=15)
     parser.add_argument("--width", type=int, default=None,
                         help="the denoiser's window width (default: the factory's rule)")
-    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="CSV of per-run rows (real suite: OUT with a -real suffix)")
     args = parser.parse_args(argv)
     import torch
 
     # One thread: on shared, oversubscribed CPUs extra OpenMP threads spin and slow training.
     torch.set_num_threads(1)
-    rows = [run_level(level, seed, args) for seed in args.seeds for level in args.levels]
-    results = pd.DataFrame(rows)
-    if args.out is not None:
-        results.to_csv(args.out, index=False)
-    methods = ["noisy", "pca", "savgol", "savgol_oracle", "dae_linear", "windowed_dae"]
-    table = results.groupby("level")[[*methods, "dae_fit_s"]].mean()
-    # Per seed and level: does the DAE beat PCA and both Savitzky–Golay filters?
-    wins = results["windowed_dae"] < results[["pca", "savgol", "savgol_oracle"]].min(axis=1)
-    table["dae_wins"] = wins.groupby(results["level"]).sum().astype(int).astype(str) + "/" + (
-        wins.groupby(results["level"]).size().astype(str))
-    print(f"MSE to the clean signal (clean per-channel variance = 1), {args.channels} channels, "
-          f"{args.sources} sources, seeds {args.seeds}")
-    with pd.option_context("display.float_format", "{:.5f}".format, "display.width", 160):
-        print(table.to_string())
+    fmt = {"display.float_format": "{:.5f}".format, "display.width": 160}
+    if args.suite in ("real", "both"):
+        if not args.data_dir.is_dir():
+            print(f"{args.data_dir} not found: skipping the real-signal suite.")
+        else:
+            halves = ["A", "B"] if args.half == "all" else [args.half]
+            rows = []
+            for half in halves:
+                for name, clean in load_real_streams(args.data_dir, half):
+                    for seed in args.seeds:
+                        for level in args.real_levels:
+                            rows.append({"half": half, **run_real(name, clean, level, seed, args)})
+            results = pd.DataFrame(rows)
+            if args.out is not None:
+                results.to_csv(args.out.with_stem(args.out.stem + "-real"), index=False)
+            groups = [(f"half {h}", results[results["half"] == h]) for h in halves]
+            if len(halves) > 1:
+                groups.append(("all", results))
+            with pd.option_context(*[x for kv in fmt.items() for x in kv]):
+                for label, part in groups:
+                    print(f"Real signals (SKAB, {label}: {part['stream'].nunique()} streams, "
+                          f"{int(part.groupby('seed')['n_values'].sum().mean() / len(args.real_levels))}"
+                          f" values): MSE to the recording, seeds {args.seeds}")
+                    print(real_table(part).to_string())
+                    print()
+    if args.suite in ("synthetic", "both"):
+        rows = [run_level(level, seed, args) for seed in args.seeds for level in args.levels]
+        results = pd.DataFrame(rows)
+        if args.out is not None:
+            results.to_csv(args.out, index=False)
+        methods = ["noisy", "pca", "savgol", "savgol_oracle", "dae_linear", "windowed_dae"]
+        table = results.groupby("level")[[*methods, "dae_fit_s"]].mean()
+        # Per seed and level: does the DAE beat PCA and both Savitzky–Golay filters?
+        wins = results["windowed_dae"] < results[["pca", "savgol", "savgol_oracle"]].min(axis=1)
+        table["dae_wins"] = wins.groupby(results["level"]).sum().astype(int).astype(str) + "/" + (
+            wins.groupby(results["level"]).size().astype(str))
+        print(f"Synthetic: MSE to the clean signal (clean per-channel variance = 1), "
+              f"{args.channels} channels, {args.sources} sources, seeds {args.seeds}")
+        with pd.option_context(*[x for kv in fmt.items() for x in kv]):
+            print(table.to_string())
     return 0
 
 

@@ -66,7 +66,7 @@ def test_segments_and_gap_policy():
         find_segments(np.array([0, 2, 1.0]))
 
 
-def test_detector_splits_at_gaps_and_refuses_short_segments():
+def test_detector_splits_at_gaps_and_scores_short_segments():
     frame = _stream(120)
     gapped = frame.copy()
     gapped.index = frame.index.where(np.arange(120) < 60, frame.index + pd.Timedelta("1h"))
@@ -74,10 +74,19 @@ def test_detector_splits_at_gaps_and_refuses_short_segments():
     assert det.score_samples(gapped).shape == (120,)
     with pytest.raises(DataValidationError, match="gap"):
         WindowedPCA(width=5, gap_policy="raise").fit(gapped)
+    # A 3-row segment before a gap: trained on the long segment only, and every row scored
+    # with the context it has (mirrored to one window), the same as scored on its own.
     short = frame.copy()
     short.index = frame.index.where(np.arange(120) < 3, frame.index + pd.Timedelta("1h"))
-    with pytest.raises(DataValidationError, match="shorter than width=5"):
-        WindowedPCA(width=5).fit(short)
+    det = WindowedPCA(width=5).fit(short)
+    scores = det.score_samples(short)
+    assert scores.shape == (120,) and np.isfinite(scores).all()
+    np.testing.assert_allclose(scores[:3], det.score_samples(short.iloc[:3]))
+    np.testing.assert_allclose(scores[3:], det.score_samples(short.iloc[3:]))
+    one_row = short.iloc[[0, *range(3, 120)]]
+    assert np.isfinite(det.score_samples(one_row)).all()
+    with pytest.raises(DataValidationError, match="No gap-free segment has width=5"):
+        WindowedPCA(width=5).fit(short.iloc[:3])
 
 
 def test_time_column_and_unsorted_time():

@@ -9,7 +9,8 @@ Windowing, the window-to-point rules and the gap policy are documented in
   scores of the windows covering it, or the score of the window ending at it;
 - ``gap_policy``: steps longer than ``max_gap_factor`` median steps split the
   stream into segments (default), raise, or are ignored by explicit choice;
-  unsorted or duplicated timestamps always raise.
+  a segment shorter than the window is scored with the context it has
+  (mirrored to one window); unsorted or duplicated timestamps always raise.
 """
 
 from ._base import BaseWindowedDetector, window_context

@@ -35,6 +35,11 @@ logger = logging.getLogger(__name__)
 _BLOCK_VALUES = 2**20
 
 
+def _long_segments(segments, width: int):
+    """The segments with at least one full window (training uses only these)."""
+    return [(start, stop) for start, stop in segments if stop - start >= width]
+
+
 class _Prepared:
     """A validated stream: standardised values and its gap-free segments."""
 
@@ -121,13 +126,13 @@ class BaseWindowedDetector(OutlierContractMixin, OutlierMixin, BaseEstimator):
                                  max_gap_factor=self.max_gap_factor)
         if segments is None:
             segments = [(0, len(values))]
-        for start, stop in segments:
-            if stop - start < self.width:
-                raise DataValidationError(
-                    f"Rows {start}..{stop - 1} form a gap-free segment of {stop - start} rows, "
-                    f"shorter than width={self.width}. Use a smaller width, resample the data, "
-                    "or gap_policy='ignore' to treat the rows as regularly sampled."
-                )
+        if reset and not any(stop - start >= self.width for start, stop in segments):
+            longest = max(stop - start for start, stop in segments)
+            raise DataValidationError(
+                f"No gap-free segment has width={self.width} rows to train on (the longest has "
+                f"{longest}). Use a smaller width, resample the data, or gap_policy='ignore' to "
+                "treat the rows as regularly sampled."
+            )
         if reset:
             if self.standardize:
                 self.mean_ = values.mean(axis=0)
@@ -164,7 +169,7 @@ class BaseWindowedDetector(OutlierContractMixin, OutlierMixin, BaseEstimator):
         ratio = np.ones(n_channels)
         if self.width > 1:
             within, total, count = np.zeros(n_channels), np.zeros(n_channels), 0
-            for start, stop in segments:
+            for start, stop in _long_segments(segments, self.width):
                 windows = sliding_windows(scaled[start:stop], self.width)
                 within += windows.var(axis=1).sum(axis=0)
                 count += len(windows)
@@ -192,7 +197,7 @@ class BaseWindowedDetector(OutlierContractMixin, OutlierMixin, BaseEstimator):
         return np.concatenate([
             self._centre_slow(sliding_windows(prepared.values[start:stop], self.width,
                                               self.stride))[0]
-            for start, stop in prepared.segments
+            for start, stop in _long_segments(prepared.segments, self.width)
         ])
 
     def _scoring_blocks(self, prepared: _Prepared):
@@ -207,6 +212,17 @@ class BaseWindowedDetector(OutlierContractMixin, OutlierMixin, BaseEstimator):
         width = self.width
         block = max(width, _BLOCK_VALUES // (width * prepared.values.shape[1]))
         for seg_start, seg_stop in prepared.segments:
+            if seg_stop - seg_start < width:
+                # A short segment is scored with the context it has: mirrored at both ends
+                # to one window's length (only its own rows are returned).
+                left = (width - (seg_stop - seg_start)) // 2
+                padded = np.pad(prepared.values[seg_start:seg_stop],
+                                ((left, width - (seg_stop - seg_start) - left), (0, 0)),
+                                mode="symmetric")
+                windows, means = self._centre_slow(sliding_windows(padded, width, 1))
+                yield (seg_start, seg_stop, seg_start - left, width, window_starts(width, width, 1),
+                       windows, means)
+                continue
             for first in range(seg_start, seg_stop, block):
                 last = min(first + block, seg_stop)
                 lo, hi = max(first - width + 1, seg_start), min(last + width - 1, seg_stop)
@@ -236,10 +252,14 @@ class BaseWindowedDetector(OutlierContractMixin, OutlierMixin, BaseEstimator):
         logger.info("%s: fitting on %d windows of %d x %d.", type(self).__name__, len(windows),
                     self.width, self.n_features_in_)
         self._fit_windows(windows)
+        self._fit_on_stream(prepared)
         scores = self._point_contributions(prepared).sum(axis=1)
         steady = self._steady_rows(prepared)
         self._fit_threshold(scores[steady], None if y is None else np.asarray(y).ravel()[steady])
         return self
+
+    def _fit_on_stream(self, prepared: _Prepared) -> None:
+        """Hook after ``_fit_windows``: fit what needs whole training rows (default: nothing)."""
 
     def _steady_rows(self, prepared: _Prepared) -> np.ndarray:
         """Rows covered by a full ``width`` windows (not within ``width - 1`` of a segment end).
@@ -310,14 +330,18 @@ class BaseWindowedDetector(OutlierContractMixin, OutlierMixin, BaseEstimator):
         """
         check_is_fitted(self)
         prepared = self._prepare(X, reset=False)
+        out = self._reconstruct_rows(prepared) * self.scale_ + self.mean_
+        if prepared.index is not None:
+            return pd.DataFrame(out, index=prepared.index, columns=self._channel_names())
+        return out
+
+    def _reconstruct_rows(self, prepared: _Prepared) -> np.ndarray:
+        """Per-row reconstruction of a prepared stream, in standardised units."""
         out = np.empty_like(prepared.values)
         for first, last, offset, n_rows, starts, windows, means in self._scoring_blocks(prepared):
             rows = positions_to_points(self._window_reconstruction(windows) + means, starts,
                                        n_rows)
             out[first:last] = rows[first - offset:last - offset]
-        out = out * self.scale_ + self.mean_
-        if prepared.index is not None:
-            return pd.DataFrame(out, index=prepared.index, columns=self._channel_names())
         return out
 
     def plot_contributions(self, X: ArrayLike, **kwargs):

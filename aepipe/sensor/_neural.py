@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
+import pandas as pd
 from numpy.typing import ArrayLike
 
 from .._compat import Interval, StrOptions, _fit_context
@@ -359,17 +361,70 @@ class WindowedConvAutoencoder(_WindowedNeuralDetector):
         }
 
 
-def estimate_window_noise(windows: np.ndarray):
-    """Noise variance and principal axes of flattened windows.
+def estimate_noise_std(values: np.ndarray, segments=None, order: int = 3) -> np.ndarray:
+    """Per-channel standard deviation of white noise in a stream, robustly.
 
-    The noise variance is the median eigenvalue of the windows' covariance:
-    white noise adds its variance to every one of the ``width * n_channels``
-    eigenvalues, while a smooth or cross-channel-redundant signal lives in
-    fewer than half of them, so the median eigenvalue is a noise eigenvalue.
+    The median absolute deviation of each channel's ``order``-th differences
+    (taken within gap-free ``segments``), scaled to a standard deviation:
+    the differences of white noise of variance ``s2`` have variance
+    ``binom(2 * order, order) * s2``, while a smooth signal contributes
+    almost nothing to them (an ``order``-th difference removes polynomial
+    trends of lower degree and damps slow oscillations by
+    ``(2 sin(pi f))^order``). The median, not the variance, keeps what is
+    not noise out of the estimate: a level step or a spike changes only
+    ``order + 1`` differences, and a quantised or constant channel (flags,
+    counters, held readings) has mostly zero differences and so an
+    estimate of about 0. This is Donoho and Johnstone's MAD estimator on
+    the finest scale of a wavelet with ``order`` vanishing moments.
+
+    What it cannot tell apart: a recording's own white noise (sensor noise
+    that is independent from one sample to the next) is noise to it as well.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n_rows, n_channels)
+    segments : list of (start, stop) or None
+        Gap-free row ranges; differences never span a gap. None: one segment.
+    order : int, default=3
 
     Returns
     -------
-    noise_var : float
+    noise_std : ndarray of shape (n_channels,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> t = np.arange(5000)
+    >>> steps = np.repeat([0.0, 5.0, 2.0, 8.0, 1.0], 1000)
+    >>> x = np.c_[np.sin(t / 30) + 0.1 * rng.normal(size=5000), steps]
+    >>> np.round(estimate_noise_std(x), 2)
+    array([0.1, 0. ])
+    """
+    from math import comb
+
+    values = np.asarray(values, dtype=np.float64)
+    if segments is None:
+        segments = [(0, len(values))]
+    parts = [np.diff(values[start:stop], n=order, axis=0) for start, stop in segments
+             if stop - start > order]
+    if not parts:
+        return np.zeros(values.shape[1])
+    diffs = np.concatenate(parts)
+    mad = np.median(np.abs(diffs - np.median(diffs, axis=0)), axis=0)
+    return 1.4826 * mad / np.sqrt(comb(2 * order, order))
+
+
+def estimate_window_noise(windows: np.ndarray):
+    """Principal axes of flattened windows, and the median eigenvalue of their covariance.
+
+    In units where the noise is white with unit variance in every channel,
+    the eigenvalues of signal-bearing axes exceed 1 and the others sit about
+    at 1; the median is reported for diagnostics.
+
+    Returns
+    -------
+    median_eigenvalue : float
     eigenvalues : ndarray of shape (n_features,), descending
     components : ndarray of shape (n_features, n_features), rows = axes
     mean : ndarray of shape (n_features,)
@@ -388,35 +443,52 @@ class WindowedDenoisingAutoencoder(_WindowedNeuralDetector):
 
     Learned from the noisy stream alone (no clean signal). Design:
 
-    1. *Noise level from the data*: the median eigenvalue of the covariance of
-       the flattened, standardised training windows (``noise_var_``; see
-       :func:`estimate_window_noise`), unless ``noise_level`` is given.
+    1. *Noise per channel, from the data*: each channel's white-noise
+       standard deviation is estimated robustly from its third differences
+       (:func:`estimate_noise_std`), so level steps, spikes and quantised or
+       constant stretches are not taken for noise, and a noisy channel is
+       cleaned while a clean one is left alone. Channels are then expressed
+       in units of their own noise (``scale_`` is the noise standard
+       deviation), where the noise is white with unit variance everywhere,
+       the setting in which the steps below are optimal. A channel whose
+       noise is below ``min_noise_ratio`` of its spread (flags, counters,
+       clean readings) is passed through unchanged, with a warning.
     2. *Linear path = the optimal linear denoising autoencoder*: a linear
-       autoencoder trained with Gaussian corruption of variance ``s2`` on
-       clean windows converges to ``C_x (C_x + s2 I)^-1``; here ``C_x`` is
-       estimated as the noisy covariance minus ``noise_var_``. The encoder
-       holds the axes whose eigenvalue ``lam`` exceeds the Marchenko–Pastur
-       edge of pure noise, ``noise_var_ * (1 + sqrt(p / n))^2`` for ``p``
-       window dimensions and ``n`` windows (``latent_dim_`` axes), the decoder
-       their gains ``(lam - noise_var_) / lam``
-       (:class:`aepipe.nn.ShrinkageAutoencoderModule`).
+       autoencoder trained with Gaussian corruption of unit variance on clean
+       windows converges to ``C_x (C_x + I)^-1``; here ``C_x`` is estimated
+       as the noisy window covariance minus the identity. The encoder holds
+       the axes whose eigenvalue ``lam`` exceeds the Marchenko–Pastur edge
+       of pure noise, ``(1 + sqrt(p / n))^2`` for ``p`` window dimensions
+       and ``n`` windows (``latent_dim_`` axes), the decoder their gains
+       ``(lam - 1) / lam``, which tend to 1 (the identity) as the
+       signal-to-noise ratio grows (:class:`aepipe.nn.ShrinkageAutoencoderModule`).
        Cross-channel redundancy (what PCA exploits) and smoothness in time
        (what Savitzky–Golay exploits) are both axes of the window covariance.
     3. *Nonlinear residual branch*, zero at start, fine-tuned together with the
        linear path on Stein's unbiased risk estimate (SURE) of the MSE to the
-       clean windows, which needs only the noisy windows and ``noise_var_``;
+       clean windows, which needs only the noisy windows and the noise level;
        early stopping on the SURE of the last ``validation_fraction`` of the
        windows keeps the best epoch, and the closed-form start is kept instead
        when its validation SURE is lower (``sure_closed_form_``,
-       ``sure_trained_``), so training can only help. On the synthetic
-       benchmark (``pipelines/benchmark_denoise.py``, linear mixtures of smooth
-       sources) the closed form was always kept: its gain is all linear.
+       ``sure_trained_``), so training can only help.
     4. :meth:`reconstruct` averages the overlapping windows' outputs per
        timestamp (stride 1, mean).
+    5. *Shrinkage towards the input, per channel*: the output is
+       ``x + blend_ * (r(x) - x)`` with ``blend_`` in ``[0, 1]`` the
+       minimiser of SURE for the whole reconstruction (Monte Carlo
+       divergence, Ramani, Blu and Unser 2008) on the last
+       ``validation_fraction`` of the training rows: a channel on which the
+       model would remove signal along with the noise is left closer to (at
+       worst exactly at) its input.
 
-    Anomaly scores (reconstruction error) are available as for the other
-    windowed autoencoders, but this estimator is meant for :meth:`reconstruct`.
-    The noise is assumed white, of similar size in each standardised channel.
+    What no stream-only method can do: noise that is white is noise to this
+    estimator whatever its source, so a recording's own sensor noise is
+    removed along with added noise; pass ``noise_level`` when the noise to
+    remove is known.
+
+    Anomaly scores (reconstruction error, in noise units) are available as
+    for the other windowed autoencoders, but this estimator is meant for
+    :meth:`reconstruct`.
 
     Parameters
     ----------
@@ -431,7 +503,12 @@ class WindowedDenoisingAutoencoder(_WindowedNeuralDetector):
         about 64 values; 16 steps for 4 channels), the rule
         ``pipelines/benchmark_denoise.py`` follows.
     noise_level : "auto" or float, default="auto"
-        Noise standard deviation in standardised units, or ``"auto"``.
+        Noise standard deviation in standardised units (the same for every
+        channel), or ``"auto"`` to estimate it per channel.
+    min_noise_ratio : float, default=0.01
+        Channels whose noise standard deviation is below this share of their
+        standard deviation are not denoised (removing it would change their
+        MSE by less than ``min_noise_ratio ** 2`` of their variance).
     hidden_size : int, default=64
         Width of the nonlinear branch (0: the linear shrinkage path only).
     activation : str, default="tanh"
@@ -446,15 +523,25 @@ class WindowedDenoisingAutoencoder(_WindowedNeuralDetector):
 
     Attributes
     ----------
-    noise_var_ : float
-        Noise variance used (standardised units).
+    noise_std_ : ndarray of shape (n_channels,)
+        Estimated (or given) noise standard deviation per channel, in the
+        input's units.
+    noise_ratio_ : ndarray of shape (n_channels,)
+        The same as a share of each channel's standard deviation.
+    denoised_channels_ : ndarray of bool, shape (n_channels,)
+        Channels the model cleans; the others are passed through unchanged.
+    blend_ : ndarray of shape (n_channels,)
+        Per-channel weight of the model's correction (0: the input itself).
     latent_dim_ : int
         Number of window axes kept.
     sure_closed_form_, sure_trained_ : float, list of float or None
-        Validation SURE (per window entry) of the closed-form start and of
-        each trained net; None without a validation split.
-    nets_, net_, mean_, scale_, threshold_
+        Validation SURE (per window entry, noise units) of the closed-form
+        start and of each trained net; None without a validation split.
+    nets_, net_, mean_, threshold_
         As in :class:`WindowedAutoencoder`.
+    scale_ : ndarray of shape (n_channels,)
+        Noise standard deviation of the denoised channels, standard deviation
+        of the others: the units the model works in.
 
     Examples
     --------
@@ -467,11 +554,14 @@ class WindowedDenoisingAutoencoder(_WindowedNeuralDetector):
     >>> dae = WindowedDenoisingAutoencoder(max_epochs=3, random_state=0).fit(noisy)
     >>> bool(((dae.reconstruct(noisy) - clean) ** 2).mean() < 0.2 * ((noisy - clean) ** 2).mean())
     True
+    >>> np.round(dae.noise_std_, 1)
+    array([0.2, 0.2, 0.2])
     """
 
     _parameter_constraints: dict = {
         **BaseWindowedDetector._parameter_constraints,
         "noise_level": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
+        "min_noise_ratio": [Interval(Real, 0, 1, closed="left")],
         "hidden_size": [Interval(Integral, 0, None, closed="left")],
         "activation": [StrOptions({"relu", "leaky_relu", "elu", "gelu", "silu", "tanh"})],
         "n_models": [Interval(Integral, 1, None, closed="left")],
@@ -490,7 +580,7 @@ class WindowedDenoisingAutoencoder(_WindowedNeuralDetector):
     variational = False
 
     def __init__(self, width=8, *, stride=1, point_rule="mean", noise_level="auto",
-                 hidden_size=64, activation="tanh", n_models=1, learning_rate=1e-4,
+                 min_noise_ratio=0.01, hidden_size=64, activation="tanh", n_models=1, learning_rate=1e-4,
                  weight_decay=0.0, batch_size=64, max_epochs=30, early_stopping=True,
                  validation_fraction=0.2, patience=5, threshold="control_chart",
                  standardize=True, slow_channels="keep", time_column=None, gap_policy="split",
@@ -499,6 +589,7 @@ class WindowedDenoisingAutoencoder(_WindowedNeuralDetector):
         self.stride = stride
         self.point_rule = point_rule
         self.noise_level = noise_level
+        self.min_noise_ratio = min_noise_ratio
         self.hidden_size = hidden_size
         self.activation = activation
         self.n_models = n_models
@@ -534,36 +625,144 @@ class WindowedDenoisingAutoencoder(_WindowedNeuralDetector):
         """
         return self._fit_stream(X, y)
 
+    # ------------------------------------------------------------ noise units
+    def _prepare(self, X, *, reset: bool):
+        prepared = super()._prepare(X, reset=reset)
+        if reset:
+            ratio = self._fit_noise(prepared)
+            prepared.values = prepared.values / np.where(self.denoised_channels_, ratio, 1.0)
+        return prepared
+
+    def _fit_noise(self, prepared) -> np.ndarray:
+        """Estimate each channel's noise and move the denoised channels to noise units."""
+        n_channels = prepared.values.shape[1]
+        if self.noise_level == "auto":
+            ratio = estimate_noise_std(prepared.values, prepared.segments)
+        else:
+            ratio = np.full(n_channels, float(self.noise_level))
+        # In standardised units a constant channel keeps its raw scale: not noise.
+        ratio = np.where(prepared.values.std(axis=0) > 0, ratio, 0.0)
+        self.noise_ratio_ = ratio
+        self.noise_std_ = ratio * self.scale_
+        self.denoised_channels_ = ratio >= max(self.min_noise_ratio, 1e-12)
+        left = [name for name, keep in zip(self._channel_names(), self.denoised_channels_)
+                if not keep]
+        if left:
+            warnings.warn(
+                f"{type(self).__name__}: the noise in channel(s) {left[:10]} is below "
+                f"min_noise_ratio={self.min_noise_ratio} of their spread, too small to be worth "
+                "removing; they are passed through unchanged.", UserWarning, stacklevel=4)
+        self.scale_ = np.where(self.denoised_channels_, self.scale_ * ratio, self.scale_)
+        return ratio
+
+    def _denoised(self, n_channels: int) -> np.ndarray:
+        # Files written before per-channel noise denoise every channel.
+        return getattr(self, "denoised_channels_", np.ones(n_channels, dtype=bool))
+
+    # ------------------------------------------------------------ fit
     def _fit_windows(self, windows: np.ndarray) -> None:
-        noise_var, eigenvalues, components, mean = estimate_window_noise(windows)
-        if self.noise_level != "auto":
-            noise_var = float(self.noise_level) ** 2
-        gains = np.clip(eigenvalues - noise_var, 0.0, None) / np.maximum(eigenvalues, 1e-12)
+        from ..estimators._autoencoders import resolve_device
+
+        noisy = windows[:, :, self.denoised_channels_]
+        self.blend_ = self.denoised_channels_.astype(np.float64)
+        if noisy.shape[2] == 0:
+            self.device_ = resolve_device(self.device)
+            self.nets_, self.net_, self.latent_dim_ = [], None, 0
+            self.sure_trained_ = self.sure_closed_form_ = None
+            return
+        _, eigenvalues, components, mean = estimate_window_noise(noisy)
+        # In noise units the noise variance is 1 in every direction.
+        gains = np.clip(eigenvalues - 1.0, 0.0, None) / np.maximum(eigenvalues, 1e-12)
         # Eigenvalues of pure-noise windows spread up to the Marchenko-Pastur edge
-        # noise_var * (1 + sqrt(p / n))^2: axes below it are taken as noise.
-        n_features = eigenvalues.size
-        edge = noise_var * (1.0 + np.sqrt(n_features / max(len(windows), 1))) ** 2
+        # (1 + sqrt(p / n))^2: axes below it are taken as noise.
+        edge = (1.0 + np.sqrt(eigenvalues.size / max(len(noisy), 1))) ** 2
         keep = (eigenvalues > edge) & (gains > 0)
         if not keep.any():
             keep[0] = True
-        self.noise_var_ = noise_var
         self.latent_dim_ = int(keep.sum())
         self._init = (components[keep], gains[keep], mean)
-        super()._fit_windows(windows)
-        self._keep_closed_form_if_better(windows)
+        super()._fit_windows(noisy)
+        self._keep_closed_form_if_better(noisy)
         del self._init
 
+    def _fit_on_stream(self, prepared) -> None:
+        """Per-channel blend minimising SURE of the whole reconstruction on held-out rows.
+
+        For ``g = y + a (r(y) - y)`` and unit white noise, SURE per channel is
+        ``a^2 |r - y|^2 + 2 (n + a (div r - n)) - n``, minimised at
+        ``a = (n - div r) / |r - y|^2``, clipped to ``[0, 1]``; the divergence
+        is a one-probe Monte Carlo estimate over the rows.
+        """
+        from ._base import _Prepared
+
+        noisy = self.denoised_channels_
+        if not self.nets_:
+            return
+        n_rows = len(prepared.values)
+        first = int(round((1 - self.validation_fraction) * n_rows)) if self.early_stopping else 0
+        if n_rows - first < 2 * self.width:
+            first = 0
+        rng = np.random.default_rng(resolve_seed(self.random_state))
+        probe = rng.normal(size=prepared.values.shape) * noisy
+        eps = 1e-2
+        base = self._reconstruct_rows(prepared)
+        shifted = self._reconstruct_rows(
+            _Prepared(prepared.values + eps * probe, prepared.segments, prepared.index))
+        div = (probe * (shifted - base))[first:].sum(axis=0) / eps
+        excess = ((base - prepared.values)[first:] ** 2).sum(axis=0)
+        n = n_rows - first
+        blend = np.clip((n - div) / np.maximum(excess, 1e-12), 0.0, 1.0)
+        self.blend_ = np.where(noisy, blend, 0.0)
+
     def _sure(self, module, flat) -> float:
-        """Stein's unbiased estimate of the mean squared error to the clean windows."""
+        """Stein's unbiased estimate of the mean squared error to the clean windows.
+
+        Per window entry, in noise units (unit noise variance).
+        """
         import torch
 
         with torch.no_grad(), torch_seeded(0, self.device_):
             out = module(flat).params
-            eps = 1e-2 * float(np.sqrt(self.noise_var_))
+            eps = 1e-2
             probe = torch.randn_like(flat)
             div = (probe * (module(flat + eps * probe).params - out)).sum(dim=1) / eps
-            risk = ((out - flat) ** 2).sum(dim=1) + 2 * self.noise_var_ * div
-        return float(risk.mean()) / flat.shape[1] - self.noise_var_
+            risk = ((out - flat) ** 2).sum(dim=1) + 2 * div
+        return float(risk.mean()) / flat.shape[1] - 1.0
+
+    # ------------------------------------------------------------ inference
+    def reconstruct(self, X: ArrayLike):
+        """The denoised signal of every timestamp, in X's units.
+
+        Each row is the mean, over the windows covering it, of that window's
+        reconstruction at the row's position, moved towards the input by
+        ``blend_``; channels not in ``denoised_channels_`` are returned as
+        they are, bit for bit.
+
+        Returns
+        -------
+        X_denoised : ndarray of shape (n_samples, n_channels), or a DataFrame
+            with X's index and channel columns when X is a DataFrame.
+        """
+        out = super().reconstruct(X)
+        kept = ~self._denoised(self.n_features_in_)
+        if kept.any():
+            data, _ = self._split_time(X)
+            original = np.asarray(data, dtype=np.float64)[:, kept]
+            if isinstance(out, pd.DataFrame):
+                out.iloc[:, np.flatnonzero(kept)] = original
+            else:
+                out[:, kept] = original
+        return out
+
+    def _window_reconstruction(self, windows: np.ndarray) -> np.ndarray:
+        noisy = self._denoised(windows.shape[2])
+        out = windows.copy()
+        if self.nets_ and noisy.any():
+            sub = windows[:, :, noisy]
+            model = super()._window_reconstruction(sub)
+            blend = getattr(self, "blend_", np.ones(windows.shape[2]))[noisy]
+            out[:, :, noisy] = sub + blend * (model - sub)
+        return out
 
     def _keep_closed_form_if_better(self, windows) -> None:
         """Replace each trained net's module by the closed-form start if SURE prefers it.
@@ -602,4 +801,4 @@ class WindowedDenoisingAutoencoder(_WindowedNeuralDetector):
     def _net_class(self):
         from ._sure import SureNet
 
-        return SureNet, {"noise_var": self.noise_var_}
+        return SureNet, {"noise_var": 1.0}

@@ -10,7 +10,10 @@ increasing (unsorted or duplicated timestamps always raise). Gaps are handled
 as ``gap_policy`` says, never silently:
 
 - ``"split"``: the stream is cut into segments at every gap; windows never
-  cross a gap. A segment shorter than the window raises, naming it.
+  cross a gap. A segment shorter than the window is scored (and
+  reconstructed) with the context it has: it is mirrored at both ends to one
+  window's length. Training uses only segments of at least one window; a
+  training stream with none raises.
 - ``"raise"``: any gap raises :class:`~aepipe.exceptions.DataValidationError`.
 - ``"ignore"``: treat the rows as regularly sampled (an explicit opt-in).
 
