@@ -401,3 +401,52 @@ def test_model_file_errors_are_one_line(tmp_path):
     result = invoke("score", "--model", path, "--data", tmp_path / "x.csv", "--out",
                     tmp_path / "s.csv")
     assert_one_line_error(result, match="m.aepipe")
+
+
+@pytest.mark.parametrize("link", ["same", "relative", "symlink", "hardlink"])
+def test_score_never_writes_over_its_input(tmp_path, table_csv, fitted_model, link, monkeypatch):
+    before = table_csv.read_bytes()
+    if link == "same":
+        out = table_csv
+    elif link == "relative":
+        monkeypatch.chdir(tmp_path)
+        out = Path("sub") / ".." / table_csv.name
+        (tmp_path / "sub").mkdir()
+    elif link == "symlink":
+        out = tmp_path / "scores.csv"
+        out.symlink_to(table_csv)
+    else:
+        out = tmp_path / "scores.csv"
+        os.link(table_csv, out)
+    result = invoke("score", "--model", fitted_model, "--data", table_csv, "--out", out,
+                    "--id-column", "record_id", "--drop-column", "label")
+    assert_one_line_error(result, code=2, match="would destroy the input")
+    assert table_csv.read_bytes() == before
+    result = invoke("explain", "--model", fitted_model, "--data", table_csv, "--out", out,
+                    "--id-column", "record_id", "--drop-column", "label")
+    assert_one_line_error(result, code=2, match="would destroy the input")
+    assert table_csv.read_bytes() == before
+
+
+def test_score_refuses_outputs_that_collide_with_the_model_or_each_other(tmp_path, table_csv):
+    import aepipe
+    from aepipe import Autoencoder
+
+    features = pd.read_csv(table_csv).drop(columns=["record_id", "label"])
+    path = aepipe.save(Autoencoder(max_epochs=1, random_state=0).fit(features),
+                       tmp_path / "model.aepipe")
+    saved = path.read_bytes()
+    result = invoke("score", "--model", path, "--data", table_csv, "--out", path,
+                    "--id-column", "record_id", "--drop-column", "label")
+    assert_one_line_error(result, code=2)  # refused (here already by its suffix)
+    assert path.read_bytes() == saved
+    out = tmp_path / "scores.csv"
+    result = invoke("score", "--model", path, "--data", table_csv, "--out", out,
+                    "--id-column", "record_id", "--drop-column", "label",
+                    "--on-error", "skip", "--rejected", out)
+    assert_one_line_error(result, code=2, match="--out and --rejected both name")
+    result = invoke("score", "--model", path, "--data", table_csv, "--out", out,
+                    "--id-column", "record_id", "--drop-column", "label",
+                    "--on-error", "skip", "--rejected", table_csv)
+    assert_one_line_error(result, code=2, match="--rejected")
+    assert not out.exists()

@@ -140,6 +140,45 @@ class _TableWriter:
             self._parquet.close()
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: the same path, a symlink to it or a hard link."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def refuse_overwriting(outputs: dict, inputs: dict) -> None:
+    """Raise a usage error when an output would replace an input or another output.
+
+    ``outputs`` and ``inputs`` map an option name (``"--out"``) to a path or
+    None; inputs that are not existing files (a model URI) are skipped. A
+    symlink or hard link to an input counts as the input: the output is
+    renamed into place at the end, which would replace the input's contents
+    (or the link to them) with scores.
+    """
+    import click
+
+    named_outputs = [(option, Path(path).expanduser()) for option, path in outputs.items()
+                     if path is not None]
+    named_inputs = [(option, Path(path).expanduser()) for option, path in inputs.items()
+                    if path is not None and Path(path).expanduser().is_file()]
+    for out_option, out in named_outputs:
+        for in_option, source in named_inputs:
+            if _same_file(out, source):
+                also = "" if str(out) == str(source) else f" ({str(source)!r})"
+                raise click.UsageError(
+                    f"{out_option} {str(out)!r} is the {in_option} file{also}: writing it would "
+                    f"destroy the input. Choose another {out_option} path."
+                )
+    for k, (option_a, a) in enumerate(named_outputs):
+        for option_b, b in named_outputs[k + 1:]:
+            if _same_file(a, b):
+                raise click.UsageError(
+                    f"{option_a} and {option_b} both name {str(a)!r}; give them different paths."
+                )
+
+
 @contextmanager
 def atomic_table_writer(out):
     """A writer to a temporary file next to ``out``, renamed over ``out`` on success only."""

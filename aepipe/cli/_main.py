@@ -483,10 +483,14 @@ def score(model, data, out, id_column, drop_column, top_k, chunk_size, tracking_
     anomalous), is_anomaly, then top1_column, top1_score, ... The output file
     appears only when every row has been scored (a temporary file is renamed).
     """
-    from ._io import atomic_table_writer, table_format
+    from ._io import atomic_table_writer, refuse_overwriting, table_format
 
     _check_header(data, [id_column, *drop_column])
     table_format(Path(out))
+    refuse_overwriting(
+        {"--out": out, "--rejected": (rejected_out or f"{out}.rejected.csv") if (
+            on_error == "skip" or rejected_out) else None},
+        {"--data": data, "--model": model})
     if scheduler:
         if drop_column:
             raise click.UsageError("--drop-column is not supported with --scheduler.")
@@ -580,9 +584,10 @@ def explain(model, data, id_column, drop_column, top_k, n_rows, out, chunk_size,
     """
     from contextlib import nullcontext
 
-    from ._io import atomic_table_writer
+    from ._io import atomic_table_writer, refuse_overwriting
 
     _check_header(data, [id_column, *drop_column])
+    refuse_overwriting({"--out": out}, {"--data": data, "--model": model})
     anomaly_model = load_model_for_cli(model, tracking_uri)
     with (atomic_table_writer(out) if out else nullcontext()) as writer:
         total, top = _score_stream(anomaly_model, data, chunk_size=chunk_size, id_column=id_column,
