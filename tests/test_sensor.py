@@ -295,3 +295,34 @@ def test_scoring_memory_is_bounded_by_the_block_not_the_stream():
     assert scores.shape == (100_000,)
     # All 100k windows at once would be 100k x 32 x 4 float64 = 102 MB, several times over.
     assert peak < 60e6, f"peak {peak / 1e6:.0f} MB"
+
+
+@pytest.mark.parametrize("form", ["index", "column", "strings"])
+def test_tz_aware_timestamps_across_a_dst_change(form):
+    # Berlin's clocks jump from 02:00 to 03:00 on 2024-03-31: in UTC the rows stay 1 s apart.
+    index = pd.date_range("2024-03-31 01:00", periods=7200, freq="s", tz="Europe/Berlin")
+    values = np.random.default_rng(0).normal(size=(7200, 2))
+    naive = pd.DataFrame(values, index=index.tz_convert("UTC").tz_localize(None))
+    frame = pd.DataFrame(values, index=index)
+    kwargs = {}
+    if form != "index":
+        frame = frame.reset_index(names="ts")
+        kwargs["time_column"] = "ts"
+        if form == "strings":
+            frame["ts"] = frame["ts"].astype(str)  # "+01:00" and "+02:00" offsets mixed
+    det = WindowedPCA(width=8, gap_policy="raise", **kwargs).fit(frame)
+    reference = WindowedPCA(width=8, gap_policy="raise").fit(naive)
+    np.testing.assert_allclose(det.score_samples(frame), reference.score_samples(naive))
+
+
+def test_missing_or_unreadable_timestamps_are_reported_at_their_row():
+    frame = _stream(60).reset_index(names="ts")
+    numeric = frame.assign(ts=np.arange(60.0))
+    numeric.loc[41, "ts"] = np.nan
+    with pytest.raises(DataValidationError, match="missing value \\(NaN\\) at row 41"):
+        WindowedPCA(width=4, time_column="ts").fit(numeric)
+    frame.loc[17, "ts"] = pd.NaT
+    with pytest.raises(DataValidationError, match="NaT\\) at row 17"):
+        WindowedPCA(width=4, time_column="ts").fit(frame)
+    with pytest.raises(DataValidationError, match="not timestamps"):
+        WindowedPCA(width=4, time_column="ts").fit(frame.assign(ts="soon"))

@@ -35,6 +35,29 @@ logger = logging.getLogger(__name__)
 _BLOCK_VALUES = 2**20
 
 
+def _utc_times(times) -> np.ndarray:
+    """Timestamps as naive UTC ``datetime64[ns]``: tz-aware ones are converted (a DST change
+    is then no backwards step), naive ones are kept as they are."""
+    if isinstance(times, pd.Index):
+        if getattr(times, "tz", None) is not None:
+            times = times.tz_convert("UTC").tz_localize(None)
+        return times.to_numpy()
+    try:
+        converted = pd.to_datetime(times)
+    except (TypeError, ValueError):
+        # Mixed offsets, or tz-aware and naive values together: place them all in UTC.
+        try:
+            converted = pd.to_datetime(times, utc=True)
+        except (TypeError, ValueError) as error:
+            raise DataValidationError(
+                f"The time column {times.name!r} holds values that are not timestamps "
+                f"({error})."
+            ) from None
+    if getattr(converted.dt, "tz", None) is not None:
+        converted = converted.dt.tz_convert("UTC").dt.tz_localize(None)
+    return converted.to_numpy()
+
+
 def _long_segments(segments, width: int):
     """The segments with at least one full window (training uses only these)."""
     return [(start, stop) for start, stop in segments if stop - start >= width]
@@ -106,12 +129,12 @@ class BaseWindowedDetector(OutlierContractMixin, OutlierMixin, BaseEstimator):
                         f"time_column={self.time_column!r} is not a column of X; columns are "
                         f"{list(X.columns)[:10]}."
                     )
-                times = pd.to_datetime(X[self.time_column]).to_numpy() if not (
-                    pd.api.types.is_numeric_dtype(X[self.time_column])
-                ) else X[self.time_column].to_numpy()
+                column = X[self.time_column]
+                times = column.to_numpy() if pd.api.types.is_numeric_dtype(column) else (
+                    _utc_times(column))
                 return X.drop(columns=[self.time_column]), times
             if isinstance(X.index, pd.DatetimeIndex):
-                return X, X.index.to_numpy()
+                return X, _utc_times(X.index)
             return X, None
         if self.time_column is not None:
             raise DataValidationError(

@@ -199,7 +199,18 @@ def find_segments(times, *, gap_policy: str = "split", max_gap_factor: float = 3
             )
         steps = np.diff(times).astype("timedelta64[ns]").astype(np.float64)
     else:
-        steps = np.diff(times.astype(np.float64))
+        try:
+            times = times.astype(np.float64)
+        except (TypeError, ValueError):
+            raise DataValidationError(
+                f"Timestamps must be datetimes or numbers; got values of type "
+                f"{type(times[0]).__name__} (e.g. {times[0]!r})."
+            ) from None
+        if np.isnan(times).any():
+            raise DataValidationError(
+                f"The time column has a missing value (NaN) at row {int(np.isnan(times).argmax())}."
+            )
+        steps = np.diff(times)
     if not (steps > 0).all():
         row = int(np.argmax(steps <= 0)) + 1
         raise DataValidationError(
