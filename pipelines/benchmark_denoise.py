@@ -1,26 +1,48 @@
-"""Denoising benchmark on synthetic multichannel streams with a known clean signal.
+"""Denoising benchmark: real SKAB recordings with added noise, and synthetic streams.
 
-Each stream mixes a few smooth latent sources (sinusoids with drifting phase
-and a slow random walk) into correlated channels, then adds white Gaussian
-noise of ``level`` times each channel's clean standard deviation. Every
-method sees only noisy data: it is fitted on a noisy training stream and
-denoises a separate noisy test stream. Reported: mean squared error to the
-clean test signal, in units of the clean per-channel variance.
+Real signals (``--suite real``, issue 21's protocol). From every SKAB file
+under ``--data-dir`` (``anomaly-free/anomaly-free.csv`` and ``valve1/*.csv``
+in ``../shared/data/skab``): the rows labelled normal (removing a fault
+leaves a time gap, handled as any gap), and the channels whose recording is
+itself smooth, lag-1 autocorrelation above 0.9 (the temperatures, often the
+flow). Each channel is standardised on itself, Gaussian noise of
+``level`` = 0.1, 0.3, 0.5 is added, every method is fitted on the noisy
+stream only and denoises it, and the mean squared error to the recording is
+pooled over all values of the half's files (mean over seeds). Halves: each
+folder's files sorted by name, alternately A and B (``--half``; ``all`` runs
+both and reports A, B and both). Methods: the untouched noisy input; PCA
+keeping 90 % of the variance per timestamp; Savitzky–Golay (polyorder 2)
+with a 15-row window and with the best window in 5..61 for each stream in
+hindsight (an oracle), both per gap-free segment; and
+``aepipe.make_default_sensor_denoiser(n_channels)``. Two diagnostic columns
+are not competitors: ``known_noise_denoiser`` is the same denoiser told the
+true noise level (``noise_level``), and ``recording_white_noise`` is the
+recording's own white noise (its per-channel noise estimate, squared),
+which a method that sees only the noisy stream cannot tell from the added
+noise.
 
-Methods: the noisy input itself; PCA reconstruction per timestamp (rank =
-number of latent sources, an oracle choice that favours PCA); a
-Savitzky–Golay filter per channel (polyorder 2) with a fixed window
-(``--savgol-window``, chosen without the clean truth) and with its best window
-in hindsight (``savgol_oracle``: the odd window in 5..61 with the lowest MSE to
-the clean test signal, an oracle that favours it); the windowed denoising
-autoencoder (``aepipe.make_default_sensor_denoiser(n_channels)``, a
-:class:`aepipe.sensor._neural.WindowedDenoisingAutoencoder` with windows of
-``max(8, 64 // n_channels)`` steps, ``.reconstruct``), and as an ablation its closed-form
-linear path alone (``dae_linear``: no nonlinear branch, no SURE training).
+Synthetic streams (``--suite synthetic``). Each stream mixes a few smooth
+latent sources (sinusoids with drifting phase and a slow random walk) into
+correlated channels, then adds white Gaussian noise of ``level`` times each
+channel's clean standard deviation. Every method sees only noisy data: it is
+fitted on a noisy training stream and denoises a separate noisy test stream.
+Reported: mean squared error to the clean test signal, in units of the clean
+per-channel variance. Methods: the noisy input itself; PCA reconstruction per
+timestamp (rank = number of latent sources, an oracle choice that favours
+PCA); a Savitzky–Golay filter per channel (polyorder 2) with a fixed window
+(``--savgol-window``, chosen without the clean truth) and with its best
+window in hindsight (``savgol_oracle``: the odd window in 5..61 with the
+lowest MSE to the clean test signal, an oracle that favours it); the
+windowed denoising autoencoder (``aepipe.make_default_sensor_denoiser(n_channels)``,
+a :class:`aepipe.sensor._neural.WindowedDenoisingAutoencoder` with windows of
+``max(8, 64 // n_channels)`` steps, ``.reconstruct``), and as an ablation its
+closed-form linear path alone (``dae_linear``: no nonlinear branch, no SURE
+training).
 
 Usage::
 
-    python pipelines/benchmark_denoise.py --seeds 0 1 2
+    python pipelines/benchmark_denoise.py --seeds 0 1 2            # both suites, halves A and B
+    python pipelines/benchmark_denoise.py --suite real --half A
 """
 
 from __future__ import annotations
