@@ -1,23 +1,34 @@
-"""ADBench benchmark: aepipe's detectors against IsolationForest, PCA and PyOD.
+"""ADBench benchmark: aepipe's default against the peer panel, on two halves of the data.
 
 Protocol (``../shared/data/README.md``, Han et al., NeurIPS 2022): for every
-``.npz`` (arrays ``X``, ``y`` with 1 = anomaly) in ``--data-dir``, datasets
-over 30,000 rows are subsampled (stratified) to 30,000; a stratified 70/30
-split; each detector is fitted on the unlabelled train part (anomalies
-included) and scored on the test part; ROC-AUC and average precision; one
-row per (dataset, detector, seed).
+``.npz`` (arrays ``X``, ``y`` with 1 = anomaly) in the ``--data-dir`` folders
+(default: ``../shared/data/adbench``, 21 classical tables, and
+``../shared/data/adbench_cv``, 21 tables of 512-value image embeddings),
+datasets over 30,000 rows are subsampled (stratified) to 30,000; a
+stratified 70/30 split; each detector is fitted on the unlabelled train part
+(anomalies included) and scored on the test part; ROC-AUC and average
+precision; one row per (dataset, detector, seed).
+
+Halves (``--half``), fixed before any result was seen: in each folder the
+files are sorted by name and assigned alternately to A and B, the first to
+A. Design choices are made on half A; half B confirms them.
+
+The peer panel runs at its libraries' defaults: scikit-learn's
+IsolationForest (``iforest``) and PyOD's KNN, LOF, ECOD, PCA, AutoEncoder,
+VAE and DIF (``pyod_*``, seeded where the class takes ``random_state``).
+Mean rank is computed per dataset over every detector in the table.
 
 Runs are resumable and mergeable: with ``--out results.csv`` every finished
 (dataset, detector, seed) is appended at once, and rows already in the file
 are skipped, so detectors can be run separately (``--detectors iforest``) into
 the same file, and an interrupted run continues where it stopped. The tables
-are printed from everything in the file for the selected detectors.
+are printed from everything in the file for the selected detectors and half.
 
 Examples
 --------
-    python pipelines/benchmark_adbench.py --seeds 0 1 2 --out /tmp/adbench.csv
+    python pipelines/benchmark_adbench.py --half A --seeds 0 1 2 --out /tmp/adbench.csv
     python pipelines/benchmark_adbench.py --detectors default iforest --datasets 14_glass
-    python pipelines/benchmark_adbench.py --report-only --out /tmp/adbench.csv
+    python pipelines/benchmark_adbench.py --half all --report-only --out /tmp/adbench.csv
 """
 
 from __future__ import annotations
@@ -32,7 +43,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "adbench"
+SHARED = REPO.parent / "shared" / "data"
+DEFAULT_DATA = [SHARED / "adbench", SHARED / "adbench_cv"]
 MAX_ROWS = 30_000
 FIELDS = ["dataset", "detector", "seed", "auroc", "ap", "fit_s", "score_s"]
 
@@ -72,13 +84,17 @@ def _iforest(seed):
     return IsolationForest(random_state=seed)
 
 
-def _pyod(name):
+def _pyod(module, name):
+    """A PyOD detector at its defaults (seeded when it takes ``random_state``)."""
     def factory(seed):
-        if name == "AutoEncoder":
-            from pyod.models.auto_encoder import AutoEncoder as Model
-        else:
-            from pyod.models.vae import VAE as Model
-        model = Model(random_state=seed, verbose=0)  # PyOD defaults otherwise
+        import importlib
+        import inspect
+
+        Model = getattr(importlib.import_module(f"pyod.models.{module}"), name)
+        params = inspect.signature(Model).parameters
+        kwargs = {key: value for key, value in (("random_state", seed), ("verbose", 0))
+                  if key in params}
+        model = Model(**kwargs)
         return (lambda X: model.fit(X)), (lambda X: model.decision_function(X))
     return factory
 
@@ -92,9 +108,32 @@ DETECTORS = {
     "vae": _aepipe(_variant("VariationalAutoencoder")),
     "pca": _aepipe(_pca),
     "iforest": _aepipe(_iforest),
-    "pyod_ae": _pyod("AutoEncoder"),
-    "pyod_vae": _pyod("VAE"),
+    "pyod_knn": _pyod("knn", "KNN"),
+    "pyod_lof": _pyod("lof", "LOF"),
+    "pyod_ecod": _pyod("ecod", "ECOD"),
+    "pyod_pca": _pyod("pca", "PCA"),
+    "pyod_ae": _pyod("auto_encoder", "AutoEncoder"),
+    "pyod_vae": _pyod("vae", "VAE"),
+    "pyod_dif": _pyod("dif", "DIF"),
 }
+# The default against the panel the issue names, at their libraries' defaults.
+PANEL = ["default", "iforest", "pyod_knn", "pyod_lof", "pyod_ecod", "pyod_pca", "pyod_ae",
+         "pyod_vae", "pyod_dif"]
+
+
+def dataset_files(folders, half: str):
+    """``(folder name, path)`` of every ``.npz`` in ``folders`` that belongs to ``half``.
+
+    Each folder's files sorted by name go to A, B, A, B, ... (the first to A).
+    """
+    chosen = []
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            continue
+        for position, path in enumerate(sorted(folder.glob("*.npz"), key=lambda p: p.name)):
+            if half == "all" or "AB"[position % 2] == half:
+                chosen.append((folder.name, path))
+    return chosen
 
 
 # --------------------------------------------------------------- protocol
@@ -143,7 +182,28 @@ def append_row(path, row):
 
 
 # --------------------------------------------------------------- tables
-def report(rows, detectors, datasets):
+def summarise(frame, detectors):
+    """Per-detector means over the datasets every detector finished; ranks over all of them."""
+    import pandas as pd
+
+    per = frame.groupby(["dataset", "detector"])[["auroc", "ap", "fit_s", "score_s"]].mean()
+    columns = [d for d in detectors if d in set(frame.detector)]
+    auroc = per["auroc"].unstack("detector").reindex(columns=columns)
+    complete = auroc.dropna()
+    ap = per["ap"].unstack("detector").reindex(index=complete.index, columns=columns)
+    fit = per["fit_s"].unstack("detector").reindex(index=complete.index, columns=columns)
+    summary = pd.DataFrame({
+        "mean_auroc": complete.mean(),
+        "mean_ap": ap.mean(),
+        "mean_rank": complete.rank(axis=1, ascending=False).mean(),
+        "mean_ap_rank": ap.rank(axis=1, ascending=False).mean(),
+        "total_fit_s": fit.sum(),
+        "n_seeds": frame.groupby("detector").seed.nunique(),
+    }).reindex(columns).sort_values("mean_rank")
+    return auroc, ap, complete, summary
+
+
+def report(rows, detectors, datasets, folders=None):
     import pandas as pd
 
     frame = pd.DataFrame(rows)
@@ -151,62 +211,64 @@ def report(rows, detectors, datasets):
         print("No results.")
         return
     frame = frame[frame.detector.isin(detectors) & frame.dataset.isin(datasets)]
-    per = frame.groupby(["dataset", "detector"])[["auroc", "ap", "fit_s", "score_s"]].mean()
-    auroc = per["auroc"].unstack("detector").reindex(columns=[d for d in detectors
-                                                              if d in set(frame.detector)])
-    complete = auroc.dropna()
-    if len(complete) < len(auroc):
-        print(f"({len(auroc) - len(complete)} dataset(s) lack some detector; the mean table "
-              "uses the datasets every detector finished.)")
-    pd.set_option("display.width", 200)
+    pd.set_option("display.width", 220)
     pd.set_option("display.max_columns", 30)
+    auroc, ap, complete, summary = summarise(frame, detectors)
+    if len(complete) < len(auroc):
+        print(f"({len(auroc) - len(complete)} dataset(s) lack some detector; the mean tables "
+              "use the datasets every detector finished.)")
     print("\nROC-AUC per dataset (mean over seeds)")
     print(auroc.round(3).to_string())
-    ap = per["ap"].unstack("detector").reindex(index=complete.index, columns=complete.columns)
-    fit = per["fit_s"].unstack("detector").reindex(index=complete.index, columns=complete.columns)
-    ranks = complete.rank(axis=1, ascending=False)
-    summary = pd.DataFrame({
-        "mean_auroc": complete.mean(),
-        "mean_ap": ap.mean(),
-        "mean_rank": ranks.mean(),
-        "total_fit_s": fit.sum(),
-        "n_seeds": frame.groupby("detector").seed.nunique(),
-    }).reindex(complete.columns).sort_values("mean_rank")
-    print(f"\nMean over {len(complete)} datasets (fit time: sum over datasets of the "
-          "mean over seeds)")
-    print(summary.round(4).to_string())
+    print("\nAverage precision per dataset (mean over seeds)")
+    print(ap.round(3).to_string())
+    groups = [("all", complete.index)]
+    if folders:
+        kinds = sorted({folders[name] for name in complete.index})
+        if len(kinds) > 1:
+            groups += [(kind, [n for n in complete.index if folders[n] == kind]) for kind in kinds]
+    for label, names in groups:
+        _, _, done, table = summarise(frame[frame.dataset.isin(names)], detectors)
+        print(f"\nMean over {len(done)} datasets ({label}; fit time: sum over datasets of the "
+              "mean over seeds)")
+        print(table.round(4).to_string())
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data-dir", default=str(DEFAULT_DATA))
+    parser.add_argument("--data-dir", nargs="+", default=[str(d) for d in DEFAULT_DATA],
+                        help="folders of .npz datasets (default: adbench and adbench_cv)")
+    parser.add_argument("--half", choices=["A", "B", "all"], default="all",
+                        help="the fixed half of every folder to run (see the module docstring)")
     parser.add_argument("--out", default=None, help="CSV to append to (resumable)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--detectors", nargs="+", default=list(DETECTORS),
-                        choices=list(DETECTORS))
+    parser.add_argument("--detectors", nargs="+", default=PANEL, choices=list(DETECTORS))
     parser.add_argument("--datasets", nargs="+", default=None,
-                        help="dataset names (file stems) to run; default: all")
+                        help="dataset names (file stems) to run; default: all of the half")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for every detector (default 1)")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
 
-    data_dir = Path(args.data_dir)
-    files = sorted(data_dir.glob("*.npz")) if data_dir.is_dir() else []
+    files = dataset_files(args.data_dir, args.half)
     if not files:
-        print(f"No ADBench data in {data_dir}; skipping the benchmark.")
+        print(f"No ADBench data in {args.data_dir}; skipping the benchmark.")
         return 0
     if args.datasets:
-        files = [f for f in files if f.stem in set(args.datasets)]
-    names = [f.stem for f in files]
+        files = [(kind, f) for kind, f in files if f.stem in set(args.datasets)]
+    names = [f.stem for _, f in files]
+    folders = {f.stem: kind for kind, f in files}
+
+    import warnings
 
     import torch
 
     torch.set_num_threads(args.threads)
+    # PyOD's data loaders ask for pinned memory on every fit; there is no accelerator here.
+    warnings.filterwarnings("ignore", message=".*pin_memory.*")
     rows = read_rows(args.out)
     done = {(r["dataset"], r["detector"], r["seed"]) for r in rows}
     if not args.report_only:
-        for path in files:
+        for _, path in files:
             data = np.load(path)
             X, y = data["X"].astype(np.float64), data["y"].astype(int)
             for seed in args.seeds:
@@ -219,9 +281,10 @@ def main(argv=None):
                     rows.append(row)
                     if args.out:
                         append_row(args.out, row)
-                    print(f"{path.stem:>18} {name:>10} seed={seed} auroc={row['auroc']:.3f} "
+                    print(f"{path.stem:>24} {name:>10} seed={seed} auroc={row['auroc']:.3f} "
                           f"ap={row['ap']:.3f} fit={row['fit_s']:.1f}s", flush=True)
-    report(rows, args.detectors, names)
+    print(f"\nHalf {args.half}: {len(names)} datasets.")
+    report(rows, args.detectors, names, folders)
     return 0
 
 
