@@ -388,6 +388,38 @@ def test_a_windowed_model_file_scores_the_same_in_chunks_and_on_dask(tmp_path):
         np.testing.assert_allclose(pd.read_csv(out)["anomaly_score"], whole, rtol=1e-9)
 
 
+def test_a_many_series_model_scores_in_chunks_when_each_series_is_together(tmp_path):
+    import aepipe
+    from aepipe.datasets import make_sensor_stream
+    from aepipe.sensor import WindowedPCA
+
+    parts = [make_sensor_stream(150, 3, n_anomalies=1, random_state=k).X.reset_index(drop=True)
+             .assign(pump=name, ts=pd.date_range("2024-01-01", periods=150, freq="min")
+                     .astype(str))
+             for k, name in enumerate(["p1", "p2", "p3"])]
+    fleet = pd.concat(parts, ignore_index=True)
+    # The time and series columns are read from the file though they are not features.
+    model = WindowedPCA(width=8, series_column="pump", time_column="ts").fit(fleet)
+    path = aepipe.save(model, tmp_path / "fleet.aepipe")
+    data = tmp_path / "fleet.csv"
+    fleet.to_csv(data, index=False)
+    out = tmp_path / "scores.csv"
+    result = invoke("score", "--model", path, "--data", data, "--out", out, "--top-k", "0",
+                    "--no-progress", "--chunk-size", "11")
+    assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(pd.read_csv(out)["anomaly_score"], model.anomaly_score(fleet),
+                               rtol=1e-9)
+    # Rows of the series interleaved: chunk context would mix series, so it is refused.
+    fleet.sort_index(key=lambda index: index % 150, kind="stable").to_csv(data, index=False)
+    result = invoke("score", "--model", path, "--data", data, "--out", out, "--top-k", "0",
+                    "--no-progress", "--chunk-size", "11")
+    assert_one_line_error(result, code=2, match="sort the file by the series column")
+    if importlib.util.find_spec("distributed") is not None:
+        result = invoke("score", "--model", path, "--data", data, "--out", out,
+                        "--scheduler", "synchronous")
+        assert_one_line_error(result, match="Dask scoring does not support yet")
+
+
 def test_model_file_errors_are_one_line(tmp_path):
     import aepipe
     from aepipe import Autoencoder

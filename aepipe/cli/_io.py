@@ -229,6 +229,10 @@ def _anomaly_model_from_file(path: Path):
     # Real-valued columns are checked as numbers here; the rest by the detector itself.
     numeric = columns if layout is None else [c.name for c in layout.columns
                                               if c.kind == GAUSSIAN]
+    # A windowed detector also reads its time and series columns, which are not features.
+    columns = columns + [c for c in (getattr(estimator, "time_column", None),
+                                     getattr(estimator, "series_column", None))
+                         if c is not None and c not in columns]
     return AnomalyModel(estimator, columns=columns, numeric_columns=numeric,
                         feature_names=names is not None)
 

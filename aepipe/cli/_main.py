@@ -378,6 +378,36 @@ def _stream_with_context(chunks, context: int):
         yield frame, len(frame) - len(pending), len(frame)
 
 
+def _grouped_by_series(chunks, column: str):
+    """Pass chunks through, refusing a file whose series' rows are not contiguous.
+
+    A windowed model with a series column scores a chunk with ``width - 1``
+    rows of context; that context is the row's own series only when each
+    series' rows come together in the file.
+    """
+    import pandas as pd
+
+    finished, current = set(), None
+    for chunk in chunks:
+        if column not in chunk.columns:
+            raise click.UsageError(f"The model's series column {column!r} is not in the data.")
+        values = chunk[column]
+        starts = values.ne(values.shift()).to_numpy()
+        for row, value in zip(values.index[starts], values[starts]):
+            if pd.isna(value) or value == current:
+                continue  # a missing series is the model's error to report
+            if value in finished:
+                raise click.UsageError(
+                    f"Rows of series {value!r} ({column!r}) resume at row {row} after other "
+                    "series: to score in chunks, sort the file by the series column, then by "
+                    "time (each series' rows together, in time order)."
+                )
+            if current is not None:
+                finished.add(current)
+            current = value
+        yield chunk
+
+
 def _score_stream(model, data, *, chunk_size, id_column, drop_column, top_k, writer=None,
                   keep_top=0, show_progress=False, rejected=None):
     """Score a file chunk by chunk; write each chunk; keep the ``keep_top`` most anomalous rows.
@@ -389,7 +419,7 @@ def _score_stream(model, data, *, chunk_size, id_column, drop_column, top_k, wri
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from ..sensor import window_context
+    from ..sensor import series_column_of, window_context
     from ._io import iter_table
 
     model.top_k = top_k
@@ -397,6 +427,10 @@ def _score_stream(model, data, *, chunk_size, id_column, drop_column, top_k, wri
     top = None
     id_name = id_column or "row"
     context = window_context(model)
+    chunks = iter_table(data, chunk_size)
+    series_column = series_column_of(model)
+    if series_column is not None:
+        chunks = _grouped_by_series(chunks, series_column)
     if context and rejected is not None:
         raise click.UsageError(
             "--on-error skip is not supported for windowed (sensor) models: dropping rows "
@@ -407,7 +441,7 @@ def _score_stream(model, data, *, chunk_size, id_column, drop_column, top_k, wri
               disable=None if show_progress else True,
               unit_scale=True) as bar:
         # iter_table indexes rows by their 0-based position in the file.
-        for frame, first, stop in _stream_with_context(iter_table(data, chunk_size), context):
+        for frame, first, stop in _stream_with_context(chunks, context):
             ids = frame[id_column].to_numpy() if id_column else frame.index.to_numpy()
             features = frame.drop(columns=[c for c in (id_column, *drop_column) if c])
             if rejected is not None:  # --on-error skip: score the good rows, report the rest

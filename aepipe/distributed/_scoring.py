@@ -33,6 +33,12 @@ class _ModelScorer:
 
         return window_context(self.model)
 
+    @property
+    def series_column(self):
+        from ..sensor import series_column_of
+
+        return series_column_of(self.model)
+
     def __call__(self, frame: pd.DataFrame) -> pd.DataFrame:
         from ..scoring import score_frame
 
@@ -66,6 +72,12 @@ class _PyfuncScorer:
 
         return window_context(self.python_model) if self.python_model is not None else 0
 
+    @property
+    def series_column(self):
+        from ..sensor import series_column_of
+
+        return series_column_of(self.python_model) if self.python_model is not None else None
+
     def __call__(self, frame: pd.DataFrame) -> pd.DataFrame:
         if self.python_model is not None:
             out = self.python_model.predict(None, frame)
@@ -83,11 +95,13 @@ _LOADED: dict = {}
 class _UriScorer:
     """Loads an MLflow model on the worker itself, once per worker process."""
 
-    def __init__(self, model_uri: str, tracking_uri: str, top_k: int, context: int = 0):
+    def __init__(self, model_uri: str, tracking_uri: str, top_k: int, context: int = 0,
+                 series_column=None):
         self.model_uri = model_uri
         self.tracking_uri = tracking_uri
         self.top_k = top_k
         self.context = context
+        self.series_column = series_column
 
     def __call__(self, frame: pd.DataFrame) -> pd.DataFrame:
         key = (self.model_uri, self.tracking_uri, self.top_k)
@@ -118,7 +132,8 @@ def _scorer_for(model, top_k: int, tracking_uri: str | None = None):
             cloudpickle.dumps(scorer)
         except Exception:  # not shippable: every worker loads it from the store instead
             _logger.info("Model %s cannot be pickled; workers load it themselves", model_uri)
-            return _UriScorer(model_uri, tracking_uri, top_k, scorer.context)
+            return _UriScorer(model_uri, tracking_uri, top_k, scorer.context,
+                              scorer.series_column)
         return scorer
     if not (hasattr(model, "score_samples") and hasattr(model, "predict")):
         raise TypeError(
@@ -301,6 +316,12 @@ def score_dask(model, ddf, *, top_k: int = 3, id_column: str | None = None, meta
 
     _check_id_column(ddf, id_column)
     scorer = _scorer_for(model, top_k, tracking_uri)
+    if scorer.series_column is not None:
+        raise ValueError(
+            f"The model scores many series (series_column={scorer.series_column!r}), which Dask "
+            "scoring does not support yet: a partition's borrowed rows may belong to other "
+            "series. Score it with `aepipe score` (rows grouped by series) or in Python."
+        )
     if meta is None:
         meta = _infer_meta(scorer, ddf, id_column)
     dtypes = {name: dtype for name, dtype in meta.dtypes.items()}

@@ -10,10 +10,14 @@ Windowing, the window-to-point rules and the gap policy are documented in
 - ``gap_policy``: steps longer than ``max_gap_factor`` median steps split the
   stream into segments (default), raise, or are ignored by explicit choice;
   a segment shorter than the window is scored with the context it has
-  (mirrored to one window); unsorted or duplicated timestamps always raise.
+  (mirrored to one window); unsorted or duplicated timestamps always raise;
+- many series in one long-format frame (a column naming each row's series):
+  ``series_column=`` scores them all with one shared model, windows never
+  crossing from one series into another; :class:`PerSeriesDetector` fits one
+  model per series.
 """
 
-from ._base import BaseWindowedDetector, window_context
+from ._base import BaseWindowedDetector, series_column_of, window_context
 from ._default import make_default_sensor_denoiser, make_default_sensor_detector
 from ._neural import (
     WindowedAutoencoder,
@@ -22,10 +26,12 @@ from ._neural import (
 )
 from ._pca import WindowedPCA
 from ._plot import plot_contributions
+from ._series import PerSeriesDetector
 from ._windows import find_segments, sliding_windows, window_starts, windows_to_points
 
 __all__ = [
     "BaseWindowedDetector",
+    "PerSeriesDetector",
     "WindowedAutoencoder",
     "WindowedConvAutoencoder",
     "WindowedDenoisingAutoencoder",
@@ -34,6 +40,7 @@ __all__ = [
     "make_default_sensor_denoiser",
     "make_default_sensor_detector",
     "plot_contributions",
+    "series_column_of",
     "sliding_windows",
     "window_context",
     "window_starts",

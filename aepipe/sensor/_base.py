@@ -63,13 +63,65 @@ def _long_segments(segments, width: int):
     return [(start, stop) for start, stop in segments if stop - start >= width]
 
 
-class _Prepared:
-    """A validated stream: standardised values and its gap-free segments."""
+def split_series(X, column: str):
+    """``X`` without the series column, each row's series code, and the series.
 
-    def __init__(self, values, segments, index):
+    Codes number the series in order of first appearance; ``series`` lists
+    their values in that order. A missing series value is an error naming
+    its row.
+    """
+    if not isinstance(X, pd.DataFrame):
+        raise DataValidationError(
+            f"series_column={column!r} needs a DataFrame, got {type(X).__name__}."
+        )
+    if column not in X.columns:
+        raise DataValidationError(
+            f"series_column={column!r} is not a column of X; columns are {list(X.columns)[:10]}."
+        )
+    missing = X[column].isna().to_numpy()
+    if missing.any():
+        row = int(missing.argmax())
+        raise DataValidationError(
+            f"series_column={column!r} is missing (NaN/None) at row {row} (index "
+            f"{X.index[row]!r}); every row needs the series it belongs to."
+        )
+    codes, series = pd.factorize(X[column])
+    return X.drop(columns=[column]), codes, series.tolist()
+
+
+def series_rows(codes) -> list:
+    """Row positions of each series (by code), each in the order given."""
+    order = np.argsort(codes, kind="stable")
+    return np.split(order, np.cumsum(np.bincount(codes))[:-1])
+
+
+class _Prepared:
+    """A validated stream: standardised values and its gap-free segments.
+
+    With a series column the rows are grouped by series: ``values[i]`` is the
+    caller's row ``order[i]`` (``order`` is None without one).
+    """
+
+    def __init__(self, values, segments, index, order=None):
         self.values = values
         self.segments = segments
         self.index = index
+        self.order = order
+
+    def in_input_order(self, rows: np.ndarray) -> np.ndarray:
+        """Per-row results of the prepared stream, back in the caller's row order."""
+        if self.order is None:
+            return rows
+        out = np.empty_like(rows)
+        out[self.order] = rows
+        return out
+
+    def in_prepared_order(self, y):
+        """Per-row labels given in the caller's row order, in the prepared order."""
+        if y is None:
+            return None
+        y = np.asarray(y).ravel()
+        return y if self.order is None else y[self.order]
 
 
 def window_context(model) -> int:
@@ -88,11 +140,50 @@ def window_context(model) -> int:
     >>> window_context(make_default_sensor_detector()), window_context(Autoencoder())
     (31, 0)
     """
-    from sklearn.pipeline import Pipeline
+    final = _windowed_final(model)
+    return int(final.width) - 1 if final is not None else 0
+
+
+def series_column_of(model):
+    """The column naming each row's series for a windowed model with one, else None.
+
+    Scoring a file in pieces with :func:`window_context` rows of context
+    keeps each row's windows only when every series' rows are contiguous
+    (rows grouped by series, in time order within each).
+
+    Examples
+    --------
+    >>> from aepipe.sensor import PerSeriesDetector, WindowedPCA
+    >>> series_column_of(PerSeriesDetector(WindowedPCA(), series_column="pump"))
+    'pump'
+    >>> series_column_of(WindowedPCA()) is None
+    True
+    """
+    from ._series import PerSeriesDetector
 
     model = getattr(model, "pipeline", model)
-    final = model[-1] if isinstance(model, Pipeline) else model
-    return int(final.width) - 1 if isinstance(final, BaseWindowedDetector) else 0
+    final = _final_step(model)
+    if isinstance(final, PerSeriesDetector):
+        return final.series_column
+    return getattr(final, "series_column", None) if isinstance(
+        final, BaseWindowedDetector) else None
+
+
+def _final_step(model):
+    from sklearn.pipeline import Pipeline
+
+    return model[-1] if isinstance(model, Pipeline) else model
+
+
+def _windowed_final(model):
+    """The windowed detector that scores for ``model`` (through a Pipeline, an MLflow
+    model's ``.pipeline`` or a :class:`PerSeriesDetector`), or None."""
+    from ._series import PerSeriesDetector
+
+    final = _final_step(getattr(model, "pipeline", model))
+    if isinstance(final, PerSeriesDetector):
+        final = final.detector
+    return final if isinstance(final, BaseWindowedDetector) else None
 
 
 class BaseWindowedDetector(OutlierContractMixin, OutlierMixin, BaseEstimator):
@@ -113,6 +204,7 @@ class BaseWindowedDetector(OutlierContractMixin, OutlierMixin, BaseEstimator):
         "stride": [Interval(Integral, 1, None, closed="left")],
         "point_rule": [StrOptions(set(POINT_RULES))],
         "time_column": [str, None],
+        "series_column": [str, None],
         "gap_policy": [StrOptions(set(GAP_POLICIES))],
         "max_gap_factor": [Interval(Real, 1, None, closed="neither")],
         "threshold": [StrOptions(set(_THRESHOLD_NAMES)), HasMethods(["fit", "predict"])],
@@ -142,13 +234,50 @@ class BaseWindowedDetector(OutlierContractMixin, OutlierMixin, BaseEstimator):
             )
         return X, None
 
+    def _split_columns(self, X):
+        """``(data, times, codes, series)``: the channels, the timestamps or None, and with
+        ``series_column`` each row's series code and the series (else None, None)."""
+        series_column = getattr(self, "series_column", None)
+        if series_column is None:
+            return (*self._split_time(X), None, None)
+        if series_column == self.time_column:
+            raise ValueError(
+                f"series_column={series_column!r} and time_column={self.time_column!r} name the "
+                "same column; the series column names each row's series, the time column its "
+                "timestamp."
+            )
+        data, codes, series = split_series(X, series_column)
+        return (*self._split_time(data), codes, series)
+
+    def _segments(self, times, n_rows: int, codes, series):
+        """Gap-free segments and the row order grouping the series (None without series)."""
+        if codes is None:
+            segments = find_segments(times, gap_policy=self.gap_policy,
+                                     max_gap_factor=self.max_gap_factor)
+            return [(0, n_rows)] if segments is None else segments, None
+        groups = series_rows(codes)
+        order = np.concatenate(groups)
+        segments, start = [], 0
+        for value, rows in zip(series, groups):
+            try:
+                found = find_segments(None if times is None else times[rows],
+                                      gap_policy=self.gap_policy,
+                                      max_gap_factor=self.max_gap_factor)
+            except DataValidationError as error:
+                raise DataValidationError(
+                    f"In series {value!r} of series_column={self.series_column!r} (rows counted "
+                    f"within the series): {error}"
+                ) from None
+            segments += [(start + a, start + b) for a, b in found or [(0, len(rows))]]
+            start += len(rows)
+        return segments, order
+
     def _prepare(self, X, *, reset: bool) -> _Prepared:
-        data, times = self._split_time(X)
+        data, times, codes, series = self._split_columns(X)
         values = validate_data(self, data, reset=reset, dtype=np.float64, ensure_min_samples=1)
-        segments = find_segments(times, gap_policy=self.gap_policy,
-                                 max_gap_factor=self.max_gap_factor)
-        if segments is None:
-            segments = [(0, len(values))]
+        segments, order = self._segments(times, len(values), codes, series)
+        if order is not None:
+            values = values[order]
         if reset and not any(stop - start >= self.width for start, stop in segments):
             longest = max(stop - start for start, stop in segments)
             raise DataValidationError(
@@ -170,7 +299,7 @@ class BaseWindowedDetector(OutlierContractMixin, OutlierMixin, BaseEstimator):
         scaled = (values - self.mean_) / self.scale_
         if reset:
             self._find_slow_channels(scaled, segments)
-        return _Prepared(scaled, segments, index)
+        return _Prepared(scaled, segments, index, order)
 
     def _find_slow_channels(self, scaled, segments) -> None:
         """Flag channels whose training variance lives mostly *between* windows.
@@ -278,7 +407,8 @@ class BaseWindowedDetector(OutlierContractMixin, OutlierMixin, BaseEstimator):
         self._fit_on_stream(prepared)
         scores = self._point_contributions(prepared).sum(axis=1)
         steady = self._steady_rows(prepared)
-        self._fit_threshold(scores[steady], None if y is None else np.asarray(y).ravel()[steady])
+        y = prepared.in_prepared_order(y)
+        self._fit_threshold(scores[steady], None if y is None else y[steady])
         return self
 
     def _fit_on_stream(self, prepared: _Prepared) -> None:
@@ -327,8 +457,8 @@ class BaseWindowedDetector(OutlierContractMixin, OutlierMixin, BaseEstimator):
         """
         check_is_fitted(self)
         prepared = self._prepare(X, reset=False)
-        return pd.DataFrame(self._point_contributions(prepared), index=prepared.index,
-                            columns=self._channel_names())
+        return pd.DataFrame(prepared.in_input_order(self._point_contributions(prepared)),
+                            index=prepared.index, columns=self._channel_names())
 
     def anomaly_score(self, X: ArrayLike) -> np.ndarray:
         """One anomaly score per timestamp (higher = more anomalous).
@@ -338,7 +468,8 @@ class BaseWindowedDetector(OutlierContractMixin, OutlierMixin, BaseEstimator):
         scores : ndarray of shape (n_samples,)
         """
         check_is_fitted(self)
-        return self._point_contributions(self._prepare(X, reset=False)).sum(axis=1)
+        prepared = self._prepare(X, reset=False)
+        return prepared.in_input_order(self._point_contributions(prepared).sum(axis=1))
 
     def reconstruct(self, X: ArrayLike):
         """The model's reconstruction of every timestamp, in X's units (a denoised signal).
@@ -353,7 +484,7 @@ class BaseWindowedDetector(OutlierContractMixin, OutlierMixin, BaseEstimator):
         """
         check_is_fitted(self)
         prepared = self._prepare(X, reset=False)
-        out = self._reconstruct_rows(prepared) * self.scale_ + self.mean_
+        out = prepared.in_input_order(self._reconstruct_rows(prepared)) * self.scale_ + self.mean_
         if prepared.index is not None:
             return pd.DataFrame(out, index=prepared.index, columns=self._channel_names())
         return out

@@ -190,6 +190,17 @@ _COMMON_DOC = """
     time_column : str or None, default=None
         Column holding the timestamps; otherwise a DatetimeIndex is used,
         and rows without either are taken as regularly sampled.
+    series_column : str or None, default=None
+        Column naming the series each row belongs to (a pump, a server), for
+        many series in one long-format frame scored by one shared model. The
+        column is not a feature; each series' rows must be in time order,
+        while rows of different series may be interleaved in any way. Windows
+        never cross from one series into another, gaps are found in each
+        series' own timestamps, and the standardisation, model and threshold
+        are shared. Training takes the series one after another in order of
+        first appearance, so the time-ordered validation split holds the end
+        of the last series (and more when it is short). Every per-row output comes back in X's row order,
+        with X's index. For one model per series see :class:`PerSeriesDetector`.
     gap_policy : {"split", "raise", "ignore"}, default="split"
     max_gap_factor : float, default=3.0
         A step longer than this many median steps is a gap.
@@ -243,8 +254,8 @@ class WindowedAutoencoder(_WindowedNeuralDetector):
                  n_models=1, learning_rate=1e-3, weight_decay=0.0, batch_size=64,
                  max_epochs=100, early_stopping=True, validation_fraction=0.2, patience=10,
                  threshold="control_chart", standardize=True, slow_channels="keep",
-                 time_column=None, gap_policy="split", max_gap_factor=3.0, device="cpu", random_state=None,
-                 verbose=0):
+                 time_column=None, series_column=None, gap_policy="split", max_gap_factor=3.0,
+                 device="cpu", random_state=None, verbose=0):
         self.width = width
         self.stride = stride
         self.point_rule = point_rule
@@ -266,6 +277,7 @@ class WindowedAutoencoder(_WindowedNeuralDetector):
         self.standardize = standardize
         self.slow_channels = slow_channels
         self.time_column = time_column
+        self.series_column = series_column
         self.gap_policy = gap_policy
         self.max_gap_factor = max_gap_factor
         self.device = device
@@ -321,8 +333,8 @@ class WindowedConvAutoencoder(_WindowedNeuralDetector):
                  variational=False, beta=1.0, n_models=1, learning_rate=1e-3, weight_decay=0.0,
                  batch_size=64, max_epochs=100, early_stopping=True, validation_fraction=0.2,
                  patience=10, threshold="control_chart", standardize=True, slow_channels="keep",
-                 time_column=None, gap_policy="split", max_gap_factor=3.0, device="cpu", random_state=None,
-                 verbose=0):
+                 time_column=None, series_column=None, gap_policy="split", max_gap_factor=3.0,
+                 device="cpu", random_state=None, verbose=0):
         self.width = width
         self.stride = stride
         self.point_rule = point_rule
@@ -345,6 +357,7 @@ class WindowedConvAutoencoder(_WindowedNeuralDetector):
         self.standardize = standardize
         self.slow_channels = slow_channels
         self.time_column = time_column
+        self.series_column = series_column
         self.gap_policy = gap_policy
         self.max_gap_factor = max_gap_factor
         self.device = device
@@ -518,7 +531,7 @@ class WindowedDenoisingAutoencoder(_WindowedNeuralDetector):
     batch_size, early_stopping, validation_fraction, patience, weight_decay, n_models
         As in :class:`WindowedAutoencoder`.
     stride, point_rule, threshold, standardize, slow_channels, time_column,
-    gap_policy, max_gap_factor, device, random_state, verbose
+    series_column, gap_policy, max_gap_factor, device, random_state, verbose
         As in :class:`WindowedAutoencoder`.
 
     Attributes
@@ -580,11 +593,12 @@ class WindowedDenoisingAutoencoder(_WindowedNeuralDetector):
     variational = False
 
     def __init__(self, width=8, *, stride=1, point_rule="mean", noise_level="auto",
-                 min_noise_ratio=0.01, hidden_size=64, activation="tanh", n_models=1, learning_rate=1e-4,
-                 weight_decay=0.0, batch_size=64, max_epochs=30, early_stopping=True,
-                 validation_fraction=0.2, patience=5, threshold="control_chart",
-                 standardize=True, slow_channels="keep", time_column=None, gap_policy="split",
-                 max_gap_factor=3.0, device="cpu", random_state=None, verbose=0):
+                 min_noise_ratio=0.01, hidden_size=64, activation="tanh", n_models=1,
+                 learning_rate=1e-4, weight_decay=0.0, batch_size=64, max_epochs=30,
+                 early_stopping=True, validation_fraction=0.2, patience=5,
+                 threshold="control_chart", standardize=True, slow_channels="keep",
+                 time_column=None, series_column=None, gap_policy="split", max_gap_factor=3.0,
+                 device="cpu", random_state=None, verbose=0):
         self.width = width
         self.stride = stride
         self.point_rule = point_rule
@@ -604,6 +618,7 @@ class WindowedDenoisingAutoencoder(_WindowedNeuralDetector):
         self.standardize = standardize
         self.slow_channels = slow_channels
         self.time_column = time_column
+        self.series_column = series_column
         self.gap_policy = gap_policy
         self.max_gap_factor = max_gap_factor
         self.device = device
@@ -707,7 +722,8 @@ class WindowedDenoisingAutoencoder(_WindowedNeuralDetector):
         eps = 1e-2
         base = self._reconstruct_rows(prepared)
         shifted = self._reconstruct_rows(
-            _Prepared(prepared.values + eps * probe, prepared.segments, prepared.index))
+            _Prepared(prepared.values + eps * probe, prepared.segments, prepared.index,
+                      prepared.order))
         div = (probe * (shifted - base))[first:].sum(axis=0) / eps
         excess = ((base - prepared.values)[first:] ** 2).sum(axis=0)
         n = n_rows - first
@@ -746,7 +762,7 @@ class WindowedDenoisingAutoencoder(_WindowedNeuralDetector):
         out = super().reconstruct(X)
         kept = ~self._denoised(self.n_features_in_)
         if kept.any():
-            data, _ = self._split_time(X)
+            data = self._split_columns(X)[0]
             original = np.asarray(data, dtype=np.float64)[:, kept]
             if isinstance(out, pd.DataFrame):
                 out.iloc[:, np.flatnonzero(kept)] = original

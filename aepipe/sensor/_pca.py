@@ -42,8 +42,8 @@ class WindowedPCA(BaseWindowedDetector):
         Hotelling's T² contributions are the classical
         ``sum_k t_k p_kj z_j / lambda_k`` (they can be negative); Q's are
         squared residuals.
-    stride, point_rule, threshold, standardize, slow_channels, time_column, gap_policy, \
-max_gap_factor
+    stride, point_rule, threshold, standardize, slow_channels, time_column, series_column, \
+gap_policy, max_gap_factor
         As in :class:`WindowedAutoencoder` (``slow_channels="auto"`` needs
         ``width > 1``: with one-row windows no channel is slow).
 
@@ -75,8 +75,8 @@ max_gap_factor
 
     def __init__(self, width=1, *, stride=1, point_rule="mean", n_components=0.9,
                  statistic="t2+q", threshold="control_chart", standardize=True,
-                 slow_channels="keep", time_column=None, gap_policy="split",
-                 max_gap_factor=3.0):
+                 slow_channels="keep", time_column=None, series_column=None,
+                 gap_policy="split", max_gap_factor=3.0):
         self.width = width
         self.stride = stride
         self.point_rule = point_rule
@@ -86,6 +86,7 @@ max_gap_factor
         self.standardize = standardize
         self.slow_channels = slow_channels
         self.time_column = time_column
+        self.series_column = series_column
         self.gap_policy = gap_policy
         self.max_gap_factor = max_gap_factor
 
@@ -100,6 +101,7 @@ max_gap_factor
         if self.statistic != "t2+q":
             return self._fit_stream(X, y)
         prepared = self._prepare(X, reset=True)
+        y = prepared.in_prepared_order(y)
         self._fit_windows(self._training_windows(prepared))
         self.statistic_thresholds_ = {}
         for statistic in ("t2", "q"):
