@@ -15,9 +15,14 @@ format that is loaded without unpickling anything:
   scaling, PCA components, threshold state) as tensors.
 
 Both live in one zip file, written to a temporary file and moved into place
-(``os.replace``), so a crash never leaves a half-written model behind. A
-truncated or tampered file, an unknown class, or a missing member raises
-:class:`~aepipe.exceptions.ModelFileError` with what was wrong.
+(``os.replace``), so a crash never leaves a half-written model behind. The
+zip's comment holds the SHA-256 of ``config.json`` (format version 2), so an
+edit anywhere in the file -- the config included -- is detected; a member's
+size is checked against the config before it is decompressed, within a hard
+cap. Any damaged, truncated or tampered file, an unknown class, or a missing
+member raises :class:`~aepipe.exceptions.ModelFileError` with what was wrong.
+Files of format version 1 (aepipe before the config checksum) still load,
+with a warning that edits to their config cannot be detected.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import logging
 import os
 import re
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -43,7 +49,14 @@ logger = logging.getLogger(__name__)
 __all__ = ["load", "save"]
 
 FORMAT = "aepipe-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the zip comment holds config.json's SHA-256
+_READABLE_VERSIONS = (1, 2)
+_CONFIG_HASH = b"aepipe-config-sha256:"
+# No member is decompressed beyond this, nor beyond this many times its compressed size
+# (tensors of trained weights hardly compress; a zip bomb compresses a thousandfold).
+_MAX_MEMBER_BYTES = 8 * 2**30
+_MAX_EXPANSION = 200
+_MIN_EXPANSION_BYTES = 2**20
 CONFIG = "config.json"
 WEIGHTS = "weights.pt"
 HISTORY = "history.json"
@@ -432,6 +445,7 @@ def save(estimator, path) -> Path:
         os.chmod(tmp, default_file_mode())
         with os.fdopen(handle, "wb") as f:
             with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+                archive.comment = _CONFIG_HASH + hashlib.sha256(config_bytes).hexdigest().encode()
                 archive.writestr(CONFIG, config_bytes)
                 for name, data in members.items():
                     archive.writestr(name, data)
@@ -444,7 +458,22 @@ def save(estimator, path) -> Path:
     return path
 
 
-def _read_member(archive, name: str, path, limit: int | None = None) -> bytes:
+def _damaged(path, name: str, error) -> ModelFileError:
+    return ModelFileError(
+        f"Model file {str(path)!r}: {name!r} cannot be read ({type(error).__name__}: {error}); "
+        "the file is truncated or corrupted."
+    )
+
+
+def _read_member(archive, name: str, path, size: int | None = None,
+                 limit: int = _MAX_MEMBER_BYTES) -> bytes:
+    """A member's bytes, refused before decompression when its size is not the one expected.
+
+    ``size`` is the size the config declares (None for the config itself,
+    bounded by ``limit``). The zip header's size must match it, stay within
+    ``limit`` and within ``_MAX_EXPANSION`` times the compressed size; the
+    data are then read in pieces and never beyond the declared size.
+    """
     try:
         info = archive.getinfo(name)
     except KeyError:
@@ -452,15 +481,42 @@ def _read_member(archive, name: str, path, limit: int | None = None) -> bytes:
             f"Model file {str(path)!r} has no {name!r}; it is truncated or not an aepipe model. "
             "Save it again with aepipe.save."
         ) from None
-    if limit is not None and info.file_size > limit:
-        raise ModelFileError(f"Model file {str(path)!r}: {name!r} is implausibly large.")
-    try:
-        return archive.read(name)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+    declared = info.file_size
+    if size is not None and declared != size:
         raise ModelFileError(
-            f"Model file {str(path)!r}: {name!r} cannot be read ({error}); the file is "
-            "truncated or corrupted."
-        ) from None
+            f"Model file {str(path)!r}: {name!r} is {declared} bytes in the zip but {size} in "
+            f"{CONFIG}; the file was modified or damaged."
+        )
+    if declared > limit or declared > max(_MIN_EXPANSION_BYTES,
+                                          _MAX_EXPANSION * info.compress_size):
+        raise ModelFileError(
+            f"Model file {str(path)!r}: {name!r} declares {declared} bytes from "
+            f"{info.compress_size} compressed, implausibly large; refused before decompressing."
+        )
+    try:
+        with archive.open(info) as member:
+            data = member.read(declared + 1)
+    except Exception as error:  # zlib.error, BadZipFile, NotImplementedError, EOFError, ...
+        raise _damaged(path, name, error) from None
+    if len(data) != declared:
+        raise _damaged(path, name, EOFError(f"{len(data)} bytes where {declared} are declared"))
+    return data
+
+
+def _check_config_hash(archive, config_bytes: bytes, version, path) -> None:
+    """Version 2 files carry config.json's SHA-256 in the zip comment: it must match."""
+    if version == 1:
+        warnings.warn(
+            f"Model file {str(path)!r} was written by an older aepipe (format version 1), "
+            f"without a checksum of its {CONFIG}: edits to it cannot be detected. Save it "
+            "again with aepipe.save to add one.", UserWarning, stacklevel=3)
+        return
+    expected = _CONFIG_HASH + hashlib.sha256(config_bytes).hexdigest().encode()
+    if archive.comment != expected:
+        raise ModelFileError(
+            f"Model file {str(path)!r}: {CONFIG} does not match the checksum in the file; the "
+            "file was modified or damaged."
+        )
 
 
 def load(path, *, device: str | None = None):
@@ -486,36 +542,42 @@ def load(path, *, device: str | None = None):
     """
     from . import estimators, sensor
 
+    _check_device_argument(device)
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f"Model file {str(path)!r} does not exist.")
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, EOFError) as error:
+    except Exception as error:  # BadZipFile, OSError, EOFError, NotImplementedError, ...
         raise ModelFileError(
             f"Model file {str(path)!r} is not a readable aepipe model ({error}); it is "
             "truncated, corrupted or of another format."
         ) from None
     with archive:
+        config_bytes = _read_member(archive, CONFIG, path, limit=_MAX_CONFIG_BYTES)
         try:
-            config = json.loads(_read_member(archive, CONFIG, path, _MAX_CONFIG_BYTES))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            config = json.loads(config_bytes)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
             raise ModelFileError(
                 f"Model file {str(path)!r} has an invalid {CONFIG} ({error})."
             ) from None
         if not isinstance(config, dict) or config.get("format") != FORMAT:
             raise ModelFileError(f"Model file {str(path)!r} is not an aepipe model file.")
-        if config.get("format_version") != FORMAT_VERSION:
+        version = config.get("format_version")
+        if version not in _READABLE_VERSIONS:
             raise ModelFileError(
-                f"Model file {str(path)!r} has format version {config.get('format_version')!r}; "
-                f"this aepipe ({__version__}) reads version {FORMAT_VERSION}."
+                f"Model file {str(path)!r} has format version {version!r}; this aepipe "
+                f"({__version__}) reads versions {list(_READABLE_VERSIONS)}."
             )
+        _check_config_hash(archive, config_bytes, version, path)
         members = {}
-        for name, expected in dict(config.get("members") or {}).items():
-            data = _read_member(archive, name, path)
-            if len(data) != expected.get("size") or (
-                hashlib.sha256(data).hexdigest() != expected.get("sha256")
-            ):
+        declared = config.get("members")
+        if not isinstance(declared, dict) or not all(
+                isinstance(v, dict) and isinstance(v.get("size"), int) for v in declared.values()):
+            raise ModelFileError(f"Model file {str(path)!r}: {CONFIG} lists no valid members.")
+        for name, expected in declared.items():
+            data = _read_member(archive, name, path, size=expected["size"])
+            if hashlib.sha256(data).hexdigest() != expected.get("sha256"):
                 raise ModelFileError(
                     f"Model file {str(path)!r}: {name!r} does not match the size/SHA-256 in "
                     f"{CONFIG}; the file was modified or damaged."
@@ -534,10 +596,30 @@ def load(path, *, device: str | None = None):
         return _build(getattr(module, class_name), config, members, device)
     except ModelFileError:
         raise
-    except (AttributeError, KeyError, TypeError, ValueError, RuntimeError) as error:
+    except Exception as error:  # whatever the stored state makes the rebuild fail with
         raise ModelFileError(
             f"Model file {str(path)!r} cannot be rebuilt into a {class_name} "
             f"({type(error).__name__}: {error})."
+        ) from None
+
+
+def _check_device_argument(device) -> None:
+    """``device`` is the caller's choice: a bad one is their error, not the file's."""
+    import torch
+
+    if device is None or device == "auto":
+        return
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} was requested but CUDA is not available on this machine; use "
+            "device='cpu', 'auto' or None."
+        )
+    try:
+        torch.empty(0, device=device)
+    except Exception as error:  # RuntimeError for an unknown or unavailable device, TypeError
+        raise ValueError(
+            f"device={device!r} cannot hold tensors here ({error}); use 'cpu', 'cuda', "
+            "'cuda:N', 'auto' or None (the saved device when available)."
         ) from None
 
 

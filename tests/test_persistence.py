@@ -37,23 +37,32 @@ def saved(X, tmp_path):
     return aepipe.save(Autoencoder(**FAST).fit(X), tmp_path / "model.zip")
 
 
-def _rewrite(path, change):
-    """Rewrite the zip at ``path`` with ``change(members: dict) -> dict``."""
+def _rewrite(path, change, resign=True):
+    """Rewrite the zip at ``path`` with ``change(members: dict) -> dict``.
+
+    ``resign``: put the new config's checksum in the zip comment, as a
+    crafted file would, so the checks behind the checksum are what is tested.
+    """
+    import hashlib
+
     with zipfile.ZipFile(path) as archive:
         members = {name: archive.read(name) for name in archive.namelist()}
     members = change(members)
     with zipfile.ZipFile(path, "w") as archive:
+        if resign and "config.json" in members:
+            archive.comment = (b"aepipe-config-sha256:"
+                               + hashlib.sha256(members["config.json"]).hexdigest().encode())
         for name, data in members.items():
             archive.writestr(name, data)
 
 
-def _edit_config(path, edit):
+def _edit_config(path, edit, resign=True):
     def change(members):
         config = json.loads(members["config.json"])
         edit(config)
         members["config.json"] = json.dumps(config).encode()
         return members
-    _rewrite(path, change)
+    _rewrite(path, change, resign)
 
 
 @pytest.mark.parametrize("estimator", [
@@ -139,7 +148,7 @@ def test_save_refuses_unsupported_and_unfitted(X, tmp_path):
     (lambda p: _rewrite(p, lambda m: {k: v for k, v in m.items() if k != "config.json"}),
      "has no 'config.json'"),
     (lambda p: _rewrite(p, lambda m: {**m, "weights.pt": m["weights.pt"][:-10]}),
-     "does not match the size/SHA-256"),
+     "bytes in the zip but"),
     (lambda p: _rewrite(p, lambda m: {**m, "weights.pt": m["weights.pt"][:-1] + b"x"}),
      "does not match the size/SHA-256"),
     (lambda p: _edit_config(p, lambda c: c.update({"class": "os.system"})),
@@ -160,6 +169,87 @@ def test_damaged_or_tampered_file_is_a_model_file_error(saved, damage, message):
     damage(saved)
     with pytest.raises(ModelFileError, match=message):
         aepipe.load(saved)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda c: c.update({"class": "SparseAutoencoder"}),  # another model, other scores
+    lambda c: c["fitted"].update({"offset_": 1e9}),  # every row an alarm
+    lambda c: c["params"].update({"contamination": 0.4}),
+], ids=["class", "offset", "param"])
+def test_an_edited_config_is_refused_by_its_checksum(saved, edit):
+    _edit_config(saved, edit, resign=False)
+    with pytest.raises(ModelFileError, match="does not match the checksum"):
+        aepipe.load(saved)
+
+
+def test_a_member_larger_than_declared_or_plausible_is_refused_before_decompressing(saved):
+    import hashlib
+
+    big = bytes(64 * 2**20)  # 64 MiB of zeros: deflates about a thousandfold
+
+    def bomb(members):
+        config = json.loads(members["config.json"])
+        config["members"]["weights.pt"] = {"size": len(big),
+                                           "sha256": hashlib.sha256(big).hexdigest()}
+        return {**members, "config.json": json.dumps(config).encode(), "weights.pt": big}
+
+    with zipfile.ZipFile(saved) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members = bomb(members)
+    with zipfile.ZipFile(saved, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.comment = (b"aepipe-config-sha256:"
+                           + hashlib.sha256(members["config.json"]).hexdigest().encode())
+        for name, data in members.items():
+            archive.writestr(name, data)
+    assert saved.stat().st_size < 2**20
+    with pytest.raises(ModelFileError, match="refused before decompressing"):
+        aepipe.load(saved)
+
+
+def test_a_bad_device_argument_is_the_callers_error_not_the_files(saved):
+    with pytest.raises(ValueError, match="device='tpu'") as info:
+        aepipe.load(saved, device="tpu")
+    assert not isinstance(info.value, ModelFileError)
+
+
+def _fuzz_positions(size: int, step: int):
+    return range(0, size, step)
+
+
+@pytest.mark.parametrize("kind", ["autoencoder", "windowed"])
+@pytest.mark.parametrize("step", [
+    pytest.param(7, id="every-7th-byte"),
+    pytest.param(1, id="every-byte", marks=pytest.mark.slow),
+])
+def test_every_flipped_byte_or_truncation_is_a_model_file_error_or_harmless(saved, X, step,
+                                                                           kind):
+    """A damaged file never loads as another model, and never fails with another error."""
+    if kind == "windowed":
+        from aepipe.sensor import WindowedPCA
+
+        aepipe.save(WindowedPCA(width=4).fit(X), saved)
+    original = saved.read_bytes()
+    expected = aepipe.load(saved).score_samples(X)
+    outcomes = {"refused": 0, "harmless": 0}
+
+    def attempt(data: bytes):
+        saved.write_bytes(data)
+        try:
+            model = aepipe.load(saved)
+        except ModelFileError:
+            outcomes["refused"] += 1
+            return
+        # Bytes zip ignores (timestamps, attributes) may change: the model must not.
+        np.testing.assert_array_equal(model.score_samples(X), expected)
+        outcomes["harmless"] += 1
+
+    for position in _fuzz_positions(len(original), step):
+        flipped = bytearray(original)
+        flipped[position] ^= 0xFF
+        attempt(bytes(flipped))
+    for length in _fuzz_positions(len(original), step):
+        attempt(original[:length])
+    assert outcomes["refused"] > outcomes["harmless"]
 
 
 class _Exploit:

@@ -259,7 +259,8 @@ def test_saved_denoiser_keeps_its_noise_model_and_old_files_still_load():
     # A file written by aepipe 0.1.0 before per-channel noise (one noise level for all
     # channels, no blend) reconstructs exactly as it did then.
     data = os.path.join(os.path.dirname(__file__), "data")
-    old = aepipe.load(os.path.join(data, "denoiser-v0.1.0.aepipe"))
+    with pytest.warns(UserWarning, match="format version 1"):
+        old = aepipe.load(os.path.join(data, "denoiser-v0.1.0.aepipe"))
     expected = np.load(os.path.join(data, "denoiser-v0.1.0-expected.npz"))
     np.testing.assert_allclose(old.reconstruct(expected["X"]), expected["reconstruction"],
                                rtol=1e-6, atol=1e-9)
