@@ -77,3 +77,67 @@ def test_invalid_json_is_a_4xx(server):
     url, _, _ = server
     status, _ = post_json(f"{url}/invocations", b"{not json")
     assert 400 <= status < 500
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Pids whose command line contains ``text`` (Linux /proc)."""
+    import os
+
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                    if text.encode() in handle.read().replace(b"\0", b" "):
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc"), reason="needs Linux /proc")
+@pytest.mark.parametrize("sig, code", [
+    ("SIGTERM", 0), pytest.param("SIGINT", 130, marks=pytest.mark.slow)])
+def test_a_signal_to_aepipe_serve_stops_the_whole_server(tmp_path, sig, code):
+    """kill -TERM (or Ctrl-C) on `aepipe serve` leaves no server process and frees the port."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(60, 4)), columns=COLUMNS)
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path)
+        run = track_fit(PCADetector(n_components=2), X, tracking_uri=store)
+    port = free_port()
+    script = Path(sys.executable).with_name("aepipe")
+    argv = [str(script)] if script.exists() else [sys.executable, "-m", "aepipe.cli"]
+    server = subprocess.Popen([*argv, "serve", "--model", run.model_uri, "--port", str(port),
+                               "--tracking-uri", store], cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    marker = f"-p {port} --env-manager local"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.stderr.read().decode()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the server did not start within 60 s"
+                time.sleep(0.25)
+        assert _processes_mentioning(marker)
+        server.send_signal(getattr(signal, sig))
+        assert server.wait(timeout=40) == code, server.stderr.read().decode()
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        assert _processes_mentioning(marker) == []
+    finally:
+        if server.poll() is None:
+            server.kill()
+        for pid in _processes_mentioning(marker):
+            __import__("os").kill(pid, signal.SIGKILL)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
 import warnings
@@ -698,10 +699,10 @@ def serve(model, host, port, tracking_uri, dry_run):
 
     POST records to http://HOST:PORT/invocations as
     {"dataframe_split": {"columns": [...], "data": [[...]]}}; the reply holds
-    the same columns as `aepipe score` writes.
+    the same columns as `aepipe score` writes. SIGTERM (exit 0) or Ctrl-C
+    (exit 130) stops the server and all its worker processes.
     """
     import shlex
-    import subprocess
 
     from ..tracking import resolve_tracking_uri, serve_command
     from ._io import is_model_file, is_model_uri
@@ -722,14 +723,46 @@ def serve(model, host, port, tracking_uri, dry_run):
         click.echo(shlex.join(argv))
         return
     _status(f"Serving {model} at http://{host}:{port}/invocations (Ctrl-C to stop)")
-    process = subprocess.Popen(argv, env=env)
+    code, stopped_by = _run_server(argv, env)
+    if stopped_by == signal.SIGINT:
+        raise KeyboardInterrupt  # "Aborted.", exit 130
+    if stopped_by is None and code != 0:
+        raise click.ClickException(f"the MLflow model server exited with status {code}.")
+
+
+class _StopServer(Exception):
+    """Raised in the main thread by a SIGTERM/SIGINT handler to stop the server."""
+
+
+def _run_server(argv, env):
+    """Run the server in its own process group until it exits or we get SIGTERM/SIGINT.
+
+    MLflow's server starts uvicorn workers; signalling only its first process
+    left them running with the port bound. A signal to ``aepipe serve`` is
+    forwarded to the whole group, which is then waited for (and killed if it
+    lingers). Returns ``(exit status, the signal that stopped it or None)``.
+    """
+    import subprocess
+
+    from ..tracking._serve import _stop
+
+    received = []
+
+    def stop(signum, frame):
+        received.append(signum)
+        raise _StopServer
+
+    process = subprocess.Popen(argv, env=env, start_new_session=True)
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         code = process.wait()
-    except KeyboardInterrupt:
-        process.terminate()
-        code = process.wait()
-    if code not in (0, -2, -15):
-        raise click.ClickException(f"the MLflow model server exited with status {code}.")
+    except _StopServer:
+        code = None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _stop(process)  # the whole group, whether the server exited or was told to
+    return (process.returncode if code is None else code), (received[0] if received else None)
 
 
 # ---------------------------------------------------------------- entry point
