@@ -303,6 +303,34 @@ def test_corrupted_pipeline_file_is_model_file_error(tracked, tmp_path):
         load_model(local)
 
 
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_a_damaged_store_is_a_tracking_error_and_one_cli_line(tracked, tmp_path, damage):
+    import shutil
+
+    from click.testing import CliRunner
+
+    from aepipe.cli import cli
+
+    run, _, _ = tracked
+    source = Path(run.tracking_uri.removeprefix("sqlite:///"))
+    copy = tmp_path / "mlflow.db"
+    shutil.copy(source, copy)
+    data = copy.read_bytes()
+    copy.write_bytes(data[: len(data) // 3] if damage == "truncated" else
+                     data[:100] + bytes(4096) + data[4196:])
+    uri = f"sqlite:///{copy}"
+    with pytest.raises(TrackingError, match="tracking URI sqlite:///"):
+        load_model(run.model_uri, tracking_uri=uri)
+    frame = tmp_path / "x.csv"
+    pd.DataFrame({"a": [1.0]}).to_csv(frame, index=False)
+    result = CliRunner().invoke(cli, ["score", "--model", run.model_uri, "--data", str(frame),
+                                      "--out", str(tmp_path / "s.csv"), "--tracking-uri", uri])
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert "Traceback" not in result.output
+
+
 def test_serve_command():
     argv = serve_command("models:/m-1", port=5123)
     assert argv[1:] == ["-m", "mlflow", "models", "serve", "-m", "models:/m-1",

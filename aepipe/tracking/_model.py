@@ -278,11 +278,12 @@ def load_model(model_uri: str, *, tracking_uri: str | None = None):
     """
     import mlflow
 
-    from ._uri import check_reachable, resolve_tracking_uri, using_tracking_uri
+    from ._uri import check_reachable, mlflow_errors, resolve_tracking_uri, using_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
     check_reachable(uri)
-    with using_tracking_uri(uri):
+    # A damaged store (a truncated SQLite file, ...) fails in the store layer: TrackingError.
+    with using_tracking_uri(uri), mlflow_errors(f"Loading model {model_uri!r}", uri):
         try:
             return mlflow.pyfunc.load_model(model_uri)
         except ModelFileError:

@@ -67,14 +67,16 @@ def _first_line(exc: BaseException) -> str:
 @contextmanager
 def mlflow_errors(what: str, uri: str):
     """Re-raise MLflow / store failures as a one-line :class:`TrackingError`."""
+    import sqlite3
+
     from mlflow.exceptions import MlflowException
 
     try:
         import sqlalchemy.exc
 
-        store_errors: tuple = (sqlalchemy.exc.SQLAlchemyError,)
+        store_errors: tuple = (sqlalchemy.exc.SQLAlchemyError, sqlite3.Error)
     except ImportError:  # pragma: no cover - sqlalchemy ships with mlflow
-        store_errors = ()
+        store_errors = (sqlite3.Error,)
     try:
         yield
     except TrackingError:
