@@ -1,22 +1,32 @@
 """Seeding without touching global random state.
 
 Torch draws weight initialisations, dropout masks and corruption noise from
-its global generator. We run every such section inside
-:func:`torch.random.fork_rng`, seeded from the estimator's ``random_state``,
-so results are reproducible and the caller's global RNG state is restored
-afterwards.
+its global generator (its modules take no generator of their own). We run
+every such section inside :func:`torch.random.fork_rng`, seeded from the
+estimator's ``random_state``, so results are reproducible and the caller's
+global RNG state is restored afterwards.
+
+The global generator is shared by all threads, so seeded sections hold one
+process-wide lock: fits and scorings in concurrent threads then draw exactly
+what they draw when run one after another (the same models and scores),
+and each thread finds torch's state as it left it. The sections run one at
+a time; code outside aepipe that draws from torch's global generator in
+another thread while a fit runs can still interleave with it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from numbers import Integral
 
 import numpy as np
 
 _MAX_SEED = 2**31 - 1
+# Re-entrant: a seeded section may run another (an ensemble member inside a fit).
+_TORCH_RNG_LOCK = threading.RLock()
 
 
 def resolve_seed(random_state) -> int:
@@ -46,14 +56,15 @@ def torch_seeded(seed: int, device) -> Iterator[None]:
     if str(device).startswith("cuda") and torch.cuda.is_available():
         index = torch.device(device).index
         devices = [index if index is not None else torch.cuda.current_device()]
-    environ_keys = set(os.environ)
-    try:
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            yield
-    finally:
-        # Building the first optimizer imports torch._dynamo, which sets
-        # TORCHINDUCTOR_CACHE_DIR in os.environ: leave the environment as we found it.
-        for key in set(os.environ) - environ_keys:
-            if key.startswith("TORCH"):
-                os.environ.pop(key, None)
+    with _TORCH_RNG_LOCK:
+        environ_keys = set(os.environ)
+        try:
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(seed)
+                yield
+        finally:
+            # Building the first optimizer imports torch._dynamo, which sets
+            # TORCHINDUCTOR_CACHE_DIR in os.environ: leave the environment as we found it.
+            for key in set(os.environ) - environ_keys:
+                if key.startswith("TORCH"):
+                    os.environ.pop(key, None)

@@ -77,3 +77,39 @@ def test_fit_does_not_touch_global_random_state():
     DenoisingAutoencoder(max_epochs=2, random_state=0).fit(X).score_samples(X)
     assert np.random.random() == expected_np  # noqa: NPY002
     assert torch.equal(torch.rand(1), expected_torch)
+
+
+def test_concurrent_fits_and_scorings_equal_serial_ones():
+    """Threads fitting and scoring at once get the models and scores of one-by-one runs."""
+    import threading
+
+    import torch
+
+    X = np.random.default_rng(0).normal(size=(200, 5))
+
+    def make():
+        # Dropout-free but noise-drawing: the denoiser's corruption and the VAE's sampling.
+        return [DenoisingAutoencoder(max_epochs=4, batch_size=16, random_state=3),
+                VariationalAutoencoder(n_score_samples=4, max_epochs=4, batch_size=16,
+                                       random_state=3)]
+
+    serial = [est.fit(X).score_samples(X) for est in make()]
+    results = {}
+
+    def work(key, est):
+        for _ in range(2):
+            results[key] = est.fit(X).score_samples(X)
+
+    torch.manual_seed(11)
+    before = torch.get_rng_state()
+    threads = [threading.Thread(target=work, args=((k, j), est))
+               for k in range(2) for j, est in enumerate(make())]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for (_, j), scores in results.items():
+        np.testing.assert_array_equal(scores, serial[j])
+    assert len(results) == 4
+    # The main thread's torch generator is where it was.
+    assert torch.equal(torch.get_rng_state(), before)
