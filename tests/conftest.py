@@ -26,6 +26,17 @@ def subspace_data():
     return X[order], y[order]
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Small nets: extra OpenMP threads only spin on a shared CPU."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_mlflow(tmp_path, monkeypatch):
     """Every test gets its own working directory and MLflow store (a real SQLite file)."""

@@ -14,16 +14,7 @@ from aepipe.sensor._neural import (
     estimate_window_noise,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small nets: extra OpenMP threads only spin on a shared CPU."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _stream(n_rows, level, seed):

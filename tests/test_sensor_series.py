@@ -18,15 +18,7 @@ from aepipe.sensor import (
 CHANNELS = ["s0", "s1", "s2"]
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small nets: extra OpenMP threads only spin on a shared CPU."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _fleet(n=120, seed=0, offset=50.0):
