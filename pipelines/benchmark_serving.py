@@ -7,7 +7,13 @@ free 127.0.0.1 port, then measures:
 1. single-record latency, sequential (``--single`` requests, default 200): p50/p99;
 2. ``--load`` requests (default 2,000) at ``--concurrency`` (default 8): errors, p50/p99;
 3. ``--malformed`` bad requests (default 200): how many got a 4xx, then that
-   the server still answers /ping and a valid request.
+   the server still answers /ping and a valid request;
+4. ``--mixed`` requests (default 1,000; one in four malformed) at
+   ``--concurrency`` while the server is stopped and started again on the same
+   port a third of the way through: every good request must end in a 200 and
+   every malformed one in a 4xx. A request refused while the server is down
+   is retried (every 0.25 s, within the deadline); the table reports those
+   refusals, the downtime and the latencies of the answered requests.
 
 Every request has a timeout and the run has an overall deadline; the server is
 always stopped. Loopback only; nothing leaves the machine.
@@ -15,11 +21,13 @@ always stopped. Loopback only; nothing leaves the machine.
 Usage::
 
     python pipelines/benchmark_serving.py [--single 200] [--load 2000] [--concurrency 8]
+                                          [--malformed 200] [--mixed 1000]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import sys
@@ -91,11 +99,15 @@ def main(argv=None) -> int:
     parser.add_argument("--load", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--malformed", type=int, default=200)
+    parser.add_argument("--mixed", type=int, default=1000,
+                        help="good and malformed requests across a server restart")
     parser.add_argument("--deadline", type=float, default=540.0, help="seconds, whole run")
     args = parser.parse_args(argv)
     if not (0 < args.single <= 10_000 and 0 < args.load <= 50_000 and
-            0 < args.concurrency <= 64 and 0 < args.malformed <= 10_000):
-        parser.error("counts are bounded (single<=10k, load<=50k, concurrency<=64, malformed<=10k)")
+            0 < args.concurrency <= 64 and 0 < args.malformed <= 10_000 and
+            0 < args.mixed <= 50_000):
+        parser.error("counts are bounded (single<=10k, load<=50k, concurrency<=64, "
+                     "malformed<=10k, mixed<=50k)")
     began = time.monotonic()
 
     from sklearn.pipeline import Pipeline
@@ -123,8 +135,9 @@ def main(argv=None) -> int:
         records = X.sample(200, random_state=1).to_dict(orient="records")
         bodies = [json.dumps({"dataframe_records": [r]}).encode() for r in records]
         started = time.monotonic()
-        with served_model(run.model_uri, tracking_uri=run.tracking_uri, host=host, port=port,
-                          startup_timeout=120):
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(served_model(run.model_uri, tracking_uri=run.tracking_uri,
+                                             host=host, port=port, startup_timeout=120))
             startup = time.monotonic() - started
             client = Client(host, port)
             client.post(bodies[0])  # warm-up: first request loads lazy imports
@@ -157,6 +170,44 @@ def main(argv=None) -> int:
             rows.append(("malformed (8 kinds)", args.malformed, not_4xx, p50, p99,
                          f"all 4xx: {not_4xx == 0}; healthy after: {healthy}"))
 
+            # 4. Good and malformed requests while the server restarts on the same port.
+            refused = [0]
+            done = [0]
+            lock = threading.Lock()
+
+            def mixed(i):
+                body, good = ((bad[i % len(bad)], False) if i % 4 == 3
+                              else (bodies[i % len(bodies)], True))
+                while True:
+                    status, seconds = client.post(body)
+                    if status != 599 or time.monotonic() - began > args.deadline:
+                        break
+                    with lock:
+                        refused[0] += 1
+                    time.sleep(0.25)  # the server is down: wait for it
+                with lock:
+                    done[0] += 1
+                return status, seconds, good
+
+            def restart():
+                while done[0] < args.mixed // 3:
+                    time.sleep(0.05)
+                down = time.monotonic()
+                stack.close()  # the whole server process group, port released
+                stack.enter_context(served_model(run.model_uri, tracking_uri=run.tracking_uri,
+                                                 host=host, port=port, startup_timeout=120))
+                return time.monotonic() - down
+
+            with ThreadPoolExecutor(args.concurrency + 1) as pool:
+                restarted = pool.submit(restart)
+                answers = list(pool.map(mixed, range(args.mixed)))
+                downtime = restarted.result()
+            wrong = sum((status != 200) if good else not 400 <= status < 500
+                        for status, _, good in answers)
+            p50, p99 = _percentiles([t for status, t, _ in answers if status != 599])
+            rows.append(("mixed 3:1, server restarted", args.mixed, wrong, p50, p99,
+                         f"down {downtime:.1f} s, {refused[0]} refused connections retried"))
+
     print(f"Model: StandardScaler + Autoencoder (8 columns, 1000 rows, 10 epochs); "
           f"server startup {startup:.1f} s; loopback {host}")
     header = f"{'phase':<30} {'requests':>8} {'errors':>7} {'p50 ms':>8} {'p99 ms':>8}  note"
@@ -165,7 +216,8 @@ def main(argv=None) -> int:
     for phase, n, errors, p50, p99, note in rows:
         print(f"{phase:<30} {n:>8} {errors:>7} {p50:>8.1f} {p99:>8.1f}  {note}")
     print("(errors: non-200 answers; for malformed requests, answers that were not 4xx)")
-    ok = rows[0][2] == 0 and rows[1][2] == 0 and rows[2][2] == 0 and healthy
+    print("(mixed: good requests not answered 200 plus malformed ones not answered 4xx)")
+    ok = all(row[2] == 0 for row in rows) and healthy
     return 0 if ok else 1
 
 
