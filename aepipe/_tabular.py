@@ -10,12 +10,31 @@ The layout remembers, for every original column, its slice of the encoded
 matrix, so per-feature scores are reported per original column (a one-hot
 group is one column) and reconstructions come back with the input's columns
 and dtypes.
+
+What a cell may hold (the policy, enforced here with errors that name the
+column, the row and the fix):
+
+- numbers, booleans and categories (text or any other hashable label); an
+  ``object`` column holding numbers only -- ``decimal.Decimal`` included -- is
+  numeric (converted to float64), one mixing numbers with text is refused;
+- dates, times and durations (``datetime64``/``timedelta64`` columns, or
+  ``datetime.date``/``datetime``/``time``/``timedelta`` objects) are refused
+  unless declared categorical: read as categories, every new date would be
+  "unseen". Convert them to numbers (a timestamp, the day of year) or drop them;
+- a cell holding several values (a list, tuple, dict, set or array) is
+  refused: expand it into columns or drop it;
+- column names are unique; in a mixed-type table they are strings or
+  integers, compared as given (``0`` and ``"0"`` differ), never tuples or a
+  MultiIndex. Rows are taken in order, whatever the index.
 """
 
 from __future__ import annotations
 
+import datetime
+import decimal
+from collections.abc import Hashable
 from dataclasses import dataclass, field
-from numbers import Real
+from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
@@ -35,7 +54,7 @@ _FLOAT32_LIMIT = float(np.finfo(np.float32).max) / 16
 class Column:
     """One original column and where it lives in the encoded matrix."""
 
-    name: str
+    name: object  # the user's column name as given: a str, or an int
     kind: str
     start: int
     stop: int
@@ -74,7 +93,37 @@ def infer_kind(series: pd.Series) -> str:
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, Real) and not isinstance(value, (bool, np.bool_))
+    return (isinstance(value, (Real, decimal.Decimal))
+            and not isinstance(value, (bool, np.bool_)))
+
+
+# Cell values aepipe refuses in an inferred column: dates and times (one category
+# per date makes every new date "unseen") and values that hold several values.
+_DATE_TYPES = (datetime.date, datetime.time, datetime.timedelta, np.datetime64,
+               np.timedelta64, pd.Period)
+_CONTAINER_TYPES = (list, tuple, dict, set, frozenset, np.ndarray, pd.Series, pd.DataFrame)
+
+
+def _is_container(value) -> bool:
+    return isinstance(value, _CONTAINER_TYPES) or not isinstance(value, Hashable)
+
+
+def _container_error(series: pd.Series, name):
+    """The error for the first cell holding several values (a list, dict ...), or None."""
+    for row, value in enumerate(series.to_numpy(dtype=object)):
+        if _is_container(value):
+            return DataValidationError(
+                f"Column {name!r} has the {type(value).__name__} {_short(value)} at "
+                f"{_position(series.index, row)}; a cell must hold one number, boolean or "
+                "category. Expand the values into separate columns (e.g. "
+                f"pandas.DataFrame(X[{name!r}].tolist())) or drop the column."
+            )
+    return None
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _object_kind(series: pd.Series) -> str:
@@ -82,21 +131,82 @@ def _object_kind(series: pd.Series) -> str:
 
     A column that mixes numbers with text is almost always a numeric column with
     dirty entries; one category per distinct number would hide that, so say so.
+    Dates and cells holding several values are refused (see the module docs).
     """
-    values = series.dropna()
+    error = _container_error(series, series.name)
+    if error is not None:
+        raise error
+    cells = series.to_numpy(dtype=object)
+    positions = np.flatnonzero(~pd.isna(cells))  # rows in order, whatever the index
+    values = cells[positions]
+    is_date = np.fromiter((isinstance(v, _DATE_TYPES) for v in values), dtype=bool,
+                          count=len(values))
+    if is_date.any():
+        row = int(positions[np.flatnonzero(is_date)[0]])
+        raise DataValidationError(
+            f"Column {series.name!r} holds dates or times (the value {cells[row]!r} at "
+            f"{_position(series.index, row)}); aepipe models numbers, booleans and "
+            "categories, and read as categories every new date would be unseen. Convert "
+            "the column to numbers (e.g. a timestamp, or the day of year with "
+            f"pandas.to_datetime(X[{series.name!r}]).dt.dayofyear) or drop it; declare "
+            f"feature_types={{{series.name!r}: 'categorical'}} if its values are labels."
+        )
     is_number = np.fromiter((_is_number(v) for v in values), dtype=bool, count=len(values))
     if len(values) and is_number.all():
         return GAUSSIAN
     if is_number.any():
-        row = int(np.flatnonzero(~is_number)[0])
-        position = series.index.get_loc(values.index[row])
+        row = int(positions[np.flatnonzero(~is_number)[0]])
         raise DataValidationError(
             f"Column {series.name!r} mixes numbers and non-numbers: it has the value "
-            f"{values.iloc[row]!r} at {_position(series.index, int(position))}. Clean or "
+            f"{cells[row]!r} at {_position(series.index, row)}. Clean or "
             "convert the column to numbers, or declare it categorical with "
             f"feature_types={{{series.name!r}: 'categorical'}} when fitting."
         )
     return CATEGORICAL
+
+
+def check_column_names(X: pd.DataFrame, *, mixed: bool) -> None:
+    """Refuse column names aepipe cannot match columns by.
+
+    Always: duplicated names, and names mixing strings with other types (as
+    scikit-learn's ``validate_data`` does). For a mixed-type table (``mixed``),
+    whose columns are looked up by name: only str or int names, as given.
+    """
+    columns = X.columns
+    if columns.has_duplicates:
+        duplicated = list(dict.fromkeys(columns[columns.duplicated()]))
+        raise DataValidationError(
+            f"X has duplicated column names {duplicated!r}; aepipe matches and reports "
+            "columns by name, so each needs its own. Rename them (e.g. "
+            "X.columns = [...] with unique names) or drop the repeated columns "
+            "(X.loc[:, ~X.columns.duplicated()])."
+        )
+    if isinstance(columns, pd.MultiIndex):
+        if mixed:
+            raise DataValidationError(
+                f"X has MultiIndex columns ({columns.nlevels} levels, e.g. "
+                f"{tuple(_plain_name(v) for v in columns[0])!r}); aepipe needs flat column "
+                "names in a table with non-numeric columns. Join the levels into strings, "
+                "e.g. X.columns = ['_'.join(map(str, name)) for name in X.columns]."
+            )
+        return
+    is_str = np.fromiter((isinstance(c, str) for c in columns), dtype=bool, count=len(columns))
+    if is_str.any() and not is_str.all():
+        other = columns[int(np.flatnonzero(~is_str)[0])]
+        raise DataValidationError(
+            f"X mixes string and non-string column names (e.g. {other!r} of type "
+            f"{type(other).__name__}); use strings for all of them, e.g. "
+            "X.columns = X.columns.astype(str)."
+        )
+    if mixed and not is_str.all():
+        for name in columns:
+            if not isinstance(name, Integral) or isinstance(name, (bool, np.bool_)):
+                raise DataValidationError(
+                    f"X has the column name {name!r} of type {type(name).__name__}; in a table "
+                    "with non-numeric columns aepipe needs string (or integer) column "
+                    "names. Use strings, e.g. X.columns = X.columns.astype(str)"
+                    + (" or join a tuple's parts." if isinstance(name, tuple) else ".")
+                )
 
 
 def needs_tabular_layout(X, feature_types) -> bool:
@@ -111,8 +221,20 @@ def needs_tabular_layout(X, feature_types) -> bool:
 
 
 def _position(index, row: int) -> str:
+    """``row 3`` or ``row 3 (index 'b')``: the row's position, and its label if different."""
+    if index is None:
+        return f"row {row}"
     label = index[row]
-    return f"row {row}" if label == row else f"row {row} (index {label!r})"
+    if isinstance(label, np.generic):
+        label = label.item()  # 'index 1', not 'index np.int64(1)'
+    same = (isinstance(label, Integral) and not isinstance(label, bool)
+            and int(label) == row)
+    return f"row {row}" if same else f"row {row} (index {label!r})"
+
+
+def _plain_name(name):
+    """A column name as a plain Python value (numpy scalars -> int/str), else as given."""
+    return name.item() if isinstance(name, np.generic) else name
 
 
 def _numeric_column(series: pd.Series, name: str, allow_missing: bool = False) -> np.ndarray:
@@ -121,8 +243,15 @@ def _numeric_column(series: pd.Series, name: str, allow_missing: bool = False) -
     elif pd.api.types.is_numeric_dtype(series.dtype):
         values = series.to_numpy(dtype=np.float64, na_value=np.nan)
     else:
-        converted = pd.to_numeric(series, errors="coerce")
-        bad = converted.isna() & series.notna()
+        try:
+            converted = pd.to_numeric(series, errors="coerce")
+        except TypeError:  # e.g. a tuple holding a list: pandas hashes the cells
+            converted = None
+        bad = None if converted is None else converted.isna() & series.notna()
+        if bad is None or bad.any():
+            error = _container_error(series, name)
+            if error is not None:
+                raise error
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataValidationError(
@@ -166,6 +295,44 @@ def check_finite_column(values: np.ndarray, name, index=None, *, allow_missing=F
         )
 
 
+# Deviations below ~1e-154 square to subnormal or zero floats: a standard deviation
+# this small is recomputed from deviations divided by their largest magnitude.
+_UNDERFLOW_SPREAD = 1e-140
+
+
+def _without_underflow(scale: np.ndarray, deviation: np.ndarray, count) -> np.ndarray:
+    """``scale`` with the standard deviations of tiny-valued columns computed safely.
+
+    ``deviation`` holds the centred values (0 where missing), ``count`` the
+    number of observed values (per column, or one number). Other columns keep
+    their value bit for bit.
+    """
+    small = np.flatnonzero(np.isfinite(scale) & (scale < _UNDERFLOW_SPREAD))
+    if not len(small):
+        return scale
+    scale = scale.copy()
+    count = np.broadcast_to(np.asarray(count, dtype=np.float64), scale.shape)
+    for j in small:
+        peak = np.abs(deviation[:, j]).max()
+        if peak > 0:
+            scale[j] = peak * np.sqrt(np.sum((deviation[:, j] / peak) ** 2) / count[j])
+    return scale
+
+
+def _scale_or_one(scale: np.ndarray, center: np.ndarray) -> np.ndarray:
+    """Standard deviations, with 1 for constant columns.
+
+    Constant relative to the column's own magnitude: a spread below 1e-12 of
+    ``|mean|`` is float rounding of a constant (0.1 + 0.2 - 0.2 ...), while a
+    column of values around 1e-15 varying by 10 % is not constant and keeps its
+    scale. A spread of exactly 0 (or below the smallest normal float) is
+    constant; so is a non-finite one.
+    """
+    varies = (np.isfinite(scale) & (scale > 1e-12 * np.abs(center))
+              & (scale >= np.finfo(np.float64).tiny))
+    return np.where(varies, scale, 1.0)
+
+
 @dataclass
 class TabularLayout:
     """How the columns of a table map to the encoded matrix (see module docs)."""
@@ -200,7 +367,14 @@ class TabularLayout:
         columns, start = [], 0
         for name in frame.columns:
             series = frame[name]
-            kind = declared.get(name) or infer_kind(series)
+            kind = declared.get(name)
+            if not kind:
+                kind = infer_kind(series)
+            elif pd.api.types.is_object_dtype(series.dtype):
+                error = _container_error(series, name)  # a declared kind skips inference
+                if error is not None:
+                    raise error
+            name = _plain_name(name)
             if kind not in FEATURE_KINDS:
                 raise DataValidationError(
                     f"feature_types[{name!r}]={kind!r} is not one of {FEATURE_KINDS}."
@@ -209,12 +383,12 @@ class TabularLayout:
                 categories = _categories_of(series, name, allow_missing)
                 is_cat = isinstance(series.dtype, pd.CategoricalDtype)
                 column = Column(
-                    str(name), kind, start, start + len(categories), tuple(categories),
+                    name, kind, start, start + len(categories), tuple(categories),
                     ordered_categorical=bool(is_cat and series.dtype.ordered),
                     was_categorical_dtype=is_cat,
                 )
             else:
-                column = Column(str(name), kind, start, start + 1,
+                column = Column(name, kind, start, start + 1,
                                 dtype=_numeric_dtype(series.dtype))
             columns.append(column)
             start = column.stop
@@ -238,15 +412,13 @@ class TabularLayout:
             with np.errstate(over="ignore", invalid="ignore"):
                 spread = np.where(observed, raw - center, 0.0)
                 scale = np.sqrt((spread**2).sum(axis=0) / count)
-            scale = np.where(np.isfinite(scale) & (scale > 1e-12 * np.maximum(1.0, np.abs(center))),
-                             scale, 1.0)
+            scale = _scale_or_one(_without_underflow(scale, spread, count), center)
         elif self.standardize and raw.shape[0] > 0:
             center = raw.mean(axis=0)
             # Scale by the std computed on centred values; constant columns get 1.
             with np.errstate(over="ignore", invalid="ignore"):
                 scale = np.sqrt(np.mean((raw - center) ** 2, axis=0))
-            scale = np.where(np.isfinite(scale) & (scale > 1e-12 * np.maximum(1.0, np.abs(center))),
-                             scale, 1.0)
+            scale = _scale_or_one(_without_underflow(scale, raw - center, len(raw)), center)
         else:
             center = np.zeros(raw.shape[1])
             scale = np.ones(raw.shape[1])
@@ -316,6 +488,16 @@ class TabularLayout:
                 )
             return encoded
         frame = as_frame(X, self.names)
+        missing = [name for name in self.names if name not in frame.columns]
+        if missing:
+            # Reached with non-string names, which scikit-learn does not check.
+            present = list(frame.columns)
+            shown = present if len(present) <= 10 else [*present[:10], "..."]
+            raise DataValidationError(
+                f"X has no column {missing[0]!r}, which the model was fitted on (X has the "
+                f"columns {shown!r}); column names are compared as given, so 0 and '0' "
+                "differ. Pass the columns the model was fitted on."
+            )
         out = np.zeros((len(frame), self.n_encoded), dtype=np.float32)
         gaussian_index = 0
         for column in self.columns:
@@ -399,13 +581,26 @@ def _numeric_dtype(dtype):
 
 
 def _as_dtype(values: np.ndarray, dtype) -> np.ndarray:
-    """Reconstructed values in a column's original dtype (integers rounded, clipped)."""
+    """Reconstructed values in a column's original dtype, clipped to its range.
+
+    Integers are rounded, then clipped to the largest float64 inside the
+    dtype's range: float64 rounds int64's and uint64's maximum *up* (to 2**63
+    and 2**64), which would wrap around to the minimum on the cast. Floats
+    narrower than float64 are clipped to their finite range instead of
+    overflowing to inf.
+    """
     if dtype is None:
         return values
     dtype = np.dtype(dtype)
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
-        values = np.clip(np.rint(values), info.min, info.max)
+        high = float(info.max)
+        if int(high) > info.max:
+            high = float(np.nextafter(high, -np.inf))
+        values = np.clip(np.rint(values), float(info.min), high)
+    elif dtype.kind == "f":
+        info = np.finfo(dtype)
+        values = np.clip(values, float(info.min), float(info.max))
     return values.astype(dtype)
 
 
@@ -444,8 +639,14 @@ def _category_codes(series: pd.Series, column: Column,
                     allow_missing: bool = False) -> np.ndarray:
     # Index.get_indexer, not pd.Categorical(values, categories): pandas deprecates
     # building a Categorical from values outside its categories (unseen ones here).
-    codes = pd.Index(list(column.categories), dtype=object).get_indexer(
-        series.to_numpy(dtype=object))
+    try:
+        codes = pd.Index(list(column.categories), dtype=object).get_indexer(
+            series.to_numpy(dtype=object))
+    except TypeError:  # unhashable cells (a list, dict, set ...)
+        error = _container_error(series, column.name)
+        if error is None:
+            raise
+        raise error from None
     codes = np.asarray(codes, dtype=np.int64)  # int8 codes overflow as column offsets
     unknown = codes < 0
     if allow_missing:
@@ -467,7 +668,14 @@ def _category_codes(series: pd.Series, column: Column,
 def _binary_column(series: pd.Series, name, allow_missing: bool = False) -> np.ndarray:
     if _is_bool_dtype(series) and not series.isna().any():
         return series.to_numpy(dtype=np.float32)
-    values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    try:
+        values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64,
+                                                                 na_value=np.nan)
+    except TypeError:  # unhashable cells (a tuple holding a list ...)
+        error = _container_error(series, name)
+        if error is None:
+            raise
+        raise error from None
     bad = ~np.isin(values, (0.0, 1.0))
     if allow_missing:
         bad &= series.notna().to_numpy()

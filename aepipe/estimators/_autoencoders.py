@@ -11,7 +11,7 @@ import numpy as np
 from .._compat import Interval, StrOptions, _fit_context
 from .._random import resolve_seed, torch_seeded
 from ..exceptions import TrainingDivergedError
-from ._base import BaseDetector
+from ._base import BaseDetector, check_size, check_sizes
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +42,8 @@ class Autoencoder(BaseDetector):
     Parameters
     ----------
     hidden_sizes : tuple of int or "auto", default="auto"
-        Encoder hidden widths (the decoder mirrors them). ``"auto"``: one layer
-        of ``clip(2 * n_inputs, 16, 256)`` units.
+        Encoder hidden widths, integers >= 1 (the decoder mirrors them).
+        ``"auto"``: one layer of ``clip(2 * n_inputs, 16, 256)`` units.
     latent_dim : int or "auto", default="auto"
         Size of the code. ``"auto"``: ``clip(n_inputs // 2, 1, 32)``.
     activation : {"relu", "leaky_relu", "elu", "gelu", "silu", "tanh", "sigmoid"}, default="relu"
@@ -55,7 +55,13 @@ class Autoencoder(BaseDetector):
         Overrides the kind inferred from dtypes, ``{column: "gaussian" |
         "bernoulli" | "categorical"}`` (integer keys for arrays). By default
         bool columns are Bernoulli, category/object/string columns categorical
-        and numeric columns Gaussian.
+        and numeric columns Gaussian; object columns holding only numbers
+        (``decimal.Decimal`` included) are Gaussian. Dates and times, cells
+        holding lists, dicts, sets or tuples, duplicated column names, and
+        tuple or MultiIndex names in mixed tables raise a
+        :class:`~aepipe.exceptions.DataValidationError` naming the column and
+        row: convert dates to numbers (a timestamp, the day of year) or drop
+        them.
     standardize : bool, default=True
         Centre and scale Gaussian columns with training statistics inside the
         model (reconstructions come back in the original units).
@@ -230,16 +236,13 @@ class Autoencoder(BaseDetector):
 
     def _resolve_sizes(self, n_inputs: int) -> tuple[tuple[int, ...], int]:
         latent = (
-            int(np.clip(n_inputs // 2, 1, 32)) if self.latent_dim == "auto" else self.latent_dim
+            int(np.clip(n_inputs // 2, 1, 32)) if self.latent_dim == "auto"
+            else check_size("latent_dim", self.latent_dim)  # the constraint lets True in
         )
         if self.hidden_sizes == "auto":
             hidden = (int(np.clip(2 * n_inputs, 16, 256)),)
         else:
-            hidden = tuple(int(h) for h in self.hidden_sizes)
-            if any(h < 1 for h in hidden):
-                raise ValueError(
-                    f"hidden_sizes={self.hidden_sizes!r} must contain positive integers."
-                )
+            hidden = check_sizes("hidden_sizes", self.hidden_sizes)
         return hidden, latent
 
     def _module_kwargs(self) -> dict:

@@ -15,7 +15,7 @@ Everything a user calls (``score_samples``, ``predict``, ``feature_scores``,
 from __future__ import annotations
 
 import logging
-from numbers import Real
+from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,7 @@ from .._tabular import (
     TabularLayout,
     _numeric_column,
     as_frame,
+    check_column_names,
     check_finite_column,
     needs_tabular_layout,
 )
@@ -85,9 +86,41 @@ class OutlierContractMixin:
         return np.where(self.decision_function(X) < 0, -1, 1)
 
 
+def check_size(name: str, value) -> int:
+    """``value`` as an int when it is an integer >= 1 (not a bool), else a ValueError.
+
+    For size parameters (widths, code sizes): 8.5 or "8" must not be truncated
+    or parsed into a network of another shape without a word.
+    """
+    if isinstance(value, Integral) and not isinstance(value, (bool, np.bool_)) and value >= 1:
+        return int(value)
+    raise ValueError(f"{name}={value!r} must be an integer >= 1.")
+
+
+def check_sizes(name: str, values) -> tuple[int, ...]:
+    """A tuple/list of sizes as ints, each checked as in :func:`check_size`."""
+    sizes = []
+    for position, value in enumerate(values):
+        try:
+            sizes.append(check_size(name, value))
+        except ValueError:
+            raise ValueError(
+                f"{name}={values!r} must contain positive integers (whole numbers >= 1); "
+                f"got {value!r} at position {position}. Use e.g. {name}=(64, 32)."
+            ) from None
+    return tuple(sizes)
+
+
 class BaseDetector(OutlierContractMixin, OutlierMixin, ClassNamePrefixFeaturesOutMixin,
                    TransformerMixin, BaseEstimator):
-    """Base class for aepipe detectors (not for direct use)."""
+    """Base class for aepipe detectors (not for direct use).
+
+    Input handling is shared by every tabular detector: see
+    :mod:`aepipe._tabular` for what a cell may hold (numbers -- including
+    ``decimal.Decimal`` -- booleans and categories; dates and cells holding
+    several values are refused) and which column names work (unique; in
+    mixed-type tables strings or integers, compared as given).
+    """
 
     _parameter_constraints: dict = {
         "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
@@ -126,6 +159,8 @@ class BaseDetector(OutlierContractMixin, OutlierMixin, ClassNamePrefixFeaturesOu
 
     def _validate_and_encode(self, X, *, reset: bool) -> np.ndarray:
         allow_missing = getattr(self, "handle_missing", "error") == "mask"
+        if isinstance(X, pd.DataFrame):
+            check_column_names(X, mixed=False)
         if reset:
             feature_types = self._check_feature_types(X)
             tabular = needs_tabular_layout(X, feature_types)
@@ -134,8 +169,11 @@ class BaseDetector(OutlierContractMixin, OutlierMixin, ClassNamePrefixFeaturesOu
         if tabular:
             if hasattr(X, "__sklearn_tags__") or not hasattr(X, "__len__"):
                 raise DataValidationError(f"Expected a table, got {type(X).__name__}.")
+            if isinstance(X, pd.DataFrame):
+                check_column_names(X, mixed=True)
             validate_data(self, X, reset=reset, skip_check_array=True)
-            frame = as_frame(X, None if isinstance(X, pd.DataFrame) else self._array_names(X))
+            names = self._array_names(X) if reset else self.layout_.names
+            frame = as_frame(X, None if isinstance(X, pd.DataFrame) else names)
             if len(frame) == 0:
                 raise DataValidationError(
                     f"Found an empty table (shape={frame.shape}); at least one row is required."

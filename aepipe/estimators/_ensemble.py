@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._compat import Interval, StrOptions, _fit_context
 from .._random import resolve_seed, torch_seeded
 from ._autoencoders import resolve_device
-from ._base import BaseDetector
+from ._base import BaseDetector, check_size, check_sizes
 
 logger = logging.getLogger(__name__)
 
@@ -233,15 +233,15 @@ class AutoencoderEnsemble(BaseDetector):
 
     def _resolve_sizes(self, n_inputs: int, n_samples: int) -> None:
         self.hidden_size_ = (int(np.clip(n_inputs, 16, 64)) if self.hidden_size == "auto"
-                             else int(self.hidden_size))
+                             else check_size("hidden_size", self.hidden_size))
         if self.latent_dims == "auto":
             high = int(np.clip(n_inputs // 2, 1, 32))
             low = max(1, high // 8)
             grid = np.geomspace(low, high, self.n_estimators) if self.n_estimators > 1 else [high]
             self.latent_dims_ = tuple(int(round(v)) for v in grid)
         else:
-            dims = tuple(int(v) for v in self.latent_dims)
-            if len(dims) != self.n_estimators or min(dims) < 1:
+            dims = check_sizes("latent_dims", self.latent_dims)
+            if len(dims) != self.n_estimators:
                 raise ValueError(
                     f"latent_dims={self.latent_dims!r} must hold n_estimators="
                     f"{self.n_estimators} positive integers."

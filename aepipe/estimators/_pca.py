@@ -35,7 +35,10 @@ class PCADetector(BaseDetector):
         ``min(n_samples, n_features) - 1`` (at least 1). A variance share that
         would keep every component is capped one below full rank for the
         ``"reconstruction"`` and ``"q"`` statistics, whose residual would
-        otherwise be identically zero.
+        otherwise be identically zero. A table of one (encoded) column has no
+        residual subspace at all: these two statistics then score the
+        deviation from the training mean (in standardised units, the squared
+        standardised deviation), so a one-column table is still scored.
     statistic : {"reconstruction", "q", "t2"}, default="reconstruction"
         The anomaly score: reconstruction NLL, Q (SPE, the sum of squared
         residuals), or Hotelling's T². ``feature_scores`` returns each
@@ -44,6 +47,13 @@ class PCADetector(BaseDetector):
     feature_types : dict or None, default=None
         As in :class:`Autoencoder`; booleans enter as 0/1 and categories as
         one-hot columns, and per-column scores add up the one-hot group.
+        Inputs are handled as by every aepipe detector: an ``object`` column
+        of numbers (``decimal.Decimal`` included) is numeric; columns of
+        dates or times, and cells holding lists, dicts, sets or tuples, are
+        refused with a :class:`~aepipe.exceptions.DataValidationError` naming
+        the column and row (convert dates to numbers, e.g. a timestamp or the
+        day of year, or drop them); column names must be unique, and in a
+        mixed-type table strings or integers (compared as given).
     standardize : bool, default=True
     contamination : "auto" or float in (0, 0.5], default="auto"
     svd_solver : {"auto", "full", "covariance_eigh", "arpack", "randomized"}, default="auto"
@@ -162,10 +172,22 @@ class PCADetector(BaseDetector):
             centred = Z - self.pca_.mean_
             weights = (scores / self.variances_) @ self.pca_.components_
             return self._by_column(weights * centred)
-        residual_sq = (Z - self.pca_.inverse_transform(scores)) ** 2
+        residual_sq = self._residual(Z, scores) ** 2
         if self.statistic == "q":
             return self._by_column(residual_sq)
         return self._by_column(0.5 * (residual_sq + _LOG_2PI))
+
+    def _residual(self, Z: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """What the principal subspace leaves unexplained, in standardised units.
+
+        A single encoded column has no residual subspace: its one component
+        reconstructs it exactly and every record would score the same. The
+        model then predicts the training mean, so the residual is the
+        (standardised) deviation from it and the score its square.
+        """
+        if self.pca_.n_features_in_ == 1:
+            return Z - self.pca_.mean_
+        return Z - self.pca_.inverse_transform(scores)
 
     def _encode_latent(self, Z):
         return self.pca_.transform(Z.astype(np.float64))
@@ -193,5 +215,4 @@ class PCADetector(BaseDetector):
         """
         check_is_fitted(self)
         Z = self._validate_input(X, reset=False).astype(np.float64)
-        residual = Z - self.pca_.inverse_transform(self.pca_.transform(Z))
-        return np.sum(residual**2, axis=1)
+        return np.sum(self._residual(Z, self.pca_.transform(Z)) ** 2, axis=1)
