@@ -40,6 +40,10 @@ _LAZY = {
     "synthetic_anomaly_auc": "aepipe.scoring",
     "top_contributing_columns": "aepipe.scoring",
 }
+# Subpackages reachable as attributes after a plain ``import aepipe``
+# (``aepipe.pipelines.build_from_config(...)``), also imported on first use.
+_SUBPACKAGES = ("datasets", "distributed", "estimators", "exceptions", "nets", "nn",
+                "pipelines", "scoring", "sensor", "thresholds", "tracking")
 
 __all__ = ["__version__", *sorted(_LAZY)]
 
@@ -49,8 +53,12 @@ def __getattr__(name):
         value = getattr(import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
+    if name in _SUBPACKAGES:
+        module = import_module(f"aepipe.{name}")
+        globals()[name] = module
+        return module
     raise AttributeError(f"module 'aepipe' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(__all__) | set(_SUBPACKAGES))

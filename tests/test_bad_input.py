@@ -306,3 +306,16 @@ def test_cli_on_error_skip_writes_good_rows_and_a_report(logged_model, tmp_path)
     assert report["reason"].str.len().min() > 10
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "bad.csv", "scores.csv", "scores.csv.rejected.csv"]
+
+
+def test_cli_on_error_skip_counts_and_names_rejected_rows_by_id(logged_model, tmp_path):
+    frame = pd.read_csv(_bad_file(tmp_path))
+    frame.insert(0, "record", [f"r{1000 + i}" for i in range(len(frame))])
+    data = tmp_path / "with_ids.csv"
+    frame.to_csv(data, index=False)
+    out = tmp_path / "scores.csv"
+    result = _score_cli(logged_model, data, out, "--on-error", "skip", "--id-column", "record")
+    assert result.exit_code == 0, result.output
+    assert "Scored 38 records (2 rejected)" in result.stderr
+    report = pd.read_csv(tmp_path / "scores.csv.rejected.csv")
+    assert list(report["row"]) == [5, 30] and list(report["record"]) == ["r1005", "r1030"]

@@ -420,6 +420,19 @@ def test_a_many_series_model_scores_in_chunks_when_each_series_is_together(tmp_p
         assert_one_line_error(result, match="Dask scoring does not support yet")
 
 
+def test_serve_help_says_which_models_it_serves():
+    text = " ".join(invoke("serve", "--help").output.split())
+    assert "cannot serve a file written by aepipe.save" in text
+
+
+def test_subpackages_are_attributes_after_a_plain_import():
+    code = "import aepipe; print(aepipe.pipelines.build_from_config.__name__)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "build_from_config"
+
+
 def test_model_file_errors_are_one_line(tmp_path):
     import aepipe
     from aepipe import Autoencoder

@@ -450,6 +450,8 @@ def _score_stream(model, data, *, chunk_size, id_column, drop_column, top_k, wri
 
                 features, report = split_valid_rows(
                     model, features, score=lambda part: model.predict(None, part))
+                if id_column and len(report):  # name rejected rows by their id too
+                    report.insert(1, id_column, frame.loc[report["row"], id_column].to_numpy())
                 rejected.append(report)
                 ids = ids[frame.index.get_indexer(features.index)]
                 if len(features) == 0:
@@ -526,6 +528,7 @@ def score(model, data, out, id_column, drop_column, top_k, chunk_size, tracking_
         {"--out": out, "--rejected": (rejected_out or f"{out}.rejected.csv") if (
             on_error == "skip" or rejected_out) else None},
         {"--data": data, "--model": model})
+    reports = None
     if scheduler:
         if drop_column:
             raise click.UsageError("--drop-column is not supported with --scheduler.")
@@ -564,7 +567,10 @@ def score(model, data, out, id_column, drop_column, top_k, chunk_size, tracking_
             if reports is not None:
                 # Written before the output is renamed into place: both or neither.
                 _write_rejected(reports, rejected_out or f"{out}.rejected.csv")
-    _echo_err(f"Scored {n_rows} records in {time.perf_counter() - started:.1f} s -> {out}")
+    n_rejected = sum(len(report) for report in reports) if reports else 0
+    skipped = f" ({n_rejected} rejected)" if n_rejected else ""
+    _echo_err(f"Scored {n_rows - n_rejected} records{skipped} in "
+              f"{time.perf_counter() - started:.1f} s -> {out}")
 
 
 def _write_rejected(reports, path) -> None:
@@ -689,7 +695,12 @@ def compare(data, label_column, drop_column, pipeline_config, max_epochs, cv, se
 
 # ---------------------------------------------------------------- serve
 @cli.command()
-@model_option
+@click.option(
+    "--model", "model", required=True, metavar="URI|PATH",
+    help="Logged model: models:/..., runs:/<run_id>/model or a local MLflow model folder "
+         "(MLflow's server cannot serve a file written by aepipe.save; log it with "
+         "aepipe.tracking.log_model first).",
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
 @tracking_option
