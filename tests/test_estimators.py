@@ -645,3 +645,32 @@ def test_not_fitted(X):
     for cls in ALL:
         with pytest.raises(NotFittedError):
             cls().score_samples(X)
+
+
+# ---------------------------------------------------------------- the DAE's score view
+@pytest.mark.parametrize("seed", [0, 1])
+def test_dae_score_function_matches_a_known_gaussian_score(seed):
+    """N(mu, Sigma) smoothed by the corruption: score -(Sigma + s2 S^2)^-1 (x - mu)."""
+    rng = np.random.default_rng(seed)
+    mu, cov = np.array([1.0, -2.0]), np.array([[4.0, 1.2], [1.2, 1.0]])
+    X = pd.DataFrame(rng.multivariate_normal(mu, cov, size=2000), columns=["a", "b"])
+    dae = DenoisingAutoencoder(latent_dim=2, hidden_sizes=(32,), noise_level=0.5,
+                               activation="tanh", learning_rate=3e-3, max_epochs=60,
+                               early_stopping=False, random_state=seed).fit(X)
+    grid = pd.DataFrame(mu + rng.multivariate_normal([0, 0], cov, size=200) * 0.8,
+                        columns=["a", "b"], index=np.arange(200) + 10)
+    estimate = dae.score_function(grid)
+    assert list(estimate.columns) == ["a", "b"] and estimate.index.equals(grid.index)
+    scale = np.diag(dae.layout_.scale)
+    truth = -(grid.to_numpy() - mu) @ np.linalg.inv(cov + 0.25 * scale @ scale).T
+    for j in range(2):
+        assert np.corrcoef(estimate.iloc[:, j], truth[:, j])[0, 1] > 0.9
+        slope = np.polyfit(truth[:, j], estimate.iloc[:, j], 1)[0]
+        assert 0.7 < slope < 1.3, slope
+
+
+def test_dae_score_function_needs_gaussian_corruption():
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    dae = DenoisingAutoencoder(corruption="masking", max_epochs=1, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="corruption='gaussian'"):
+        dae.score_function(X)
