@@ -420,6 +420,31 @@ def test_a_many_series_model_scores_in_chunks_when_each_series_is_together(tmp_p
         assert_one_line_error(result, match="Dask scoring does not support yet")
 
 
+def test_fit_sets_the_alarm_limit_from_the_command_line(tmp_path, table_csv, config_file):
+    import re
+
+    result = invoke("fit", "--pipeline", config_file, "--data", table_csv,
+                    "--drop-column", "record_id", "--drop-column", "label",
+                    "--contamination", "0.1")
+    assert result.exit_code == 0, result.output
+    rate = float(re.search(r"anomaly_rate=([0-9.]+)", result.stderr).group(1))
+    assert rate == pytest.approx(0.1, abs=0.02)
+    result = invoke("fit", "--pipeline", config_file, "--data", table_csv,
+                    "--drop-column", "record_id", "--threshold", "pot")
+    assert_one_line_error(result, code=2, match="--threshold does not apply to Autoencoder")
+    sensor = tmp_path / "sensor.json"
+    sensor.write_text(json.dumps({"steps": [{"estimator": "WindowedPCA",
+                                             "params": {"width": 4}}]}))
+    result = invoke("fit", "--pipeline", sensor, "--data", table_csv,
+                    "--drop-column", "record_id", "--threshold", "nonsense")
+    assert_one_line_error(result, code=2, match="not a threshold rule")
+    search = tmp_path / "search.json"
+    search.write_text(json.dumps(TINY_SEARCH))
+    result = invoke("fit", "--pipeline", search, "--data", table_csv, "--label-column",
+                    "label", "--contamination", "0.1")
+    assert_one_line_error(result, code=2, match="not a search config")
+
+
 def test_serve_help_says_which_models_it_serves():
     text = " ".join(invoke("serve", "--help").output.split())
     assert "cannot serve a file written by aepipe.save" in text

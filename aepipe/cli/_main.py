@@ -306,8 +306,14 @@ def demo(out_dir, quick, n_samples, max_epochs, cv, seed, experiment, tracking_u
 @tracking_option
 @click.option("--out-dir", type=click.Path(file_okay=False), default=None,
               help="For a search config: write the leaderboard and plots here.")
+@click.option("--contamination", type=float, default=None,
+              help="Expected share of anomalies (0 < c <= 0.5): the alarm threshold flags about "
+                   "this share of the training records. Tabular detectors.")
+@click.option("--threshold", "threshold_name", default=None, metavar="NAME",
+              help="Alarm-limit rule of a windowed (sensor) detector, e.g. control_chart, pot, "
+                   "spot (see aepipe.thresholds.make_threshold).")
 def fit(pipeline_config, data, label_column, drop_column, experiment, run_name,
-        registered_model_name, tracking_uri, out_dir):
+        registered_model_name, tracking_uri, out_dir, contamination, threshold_name):
     """Fit a pipeline config on a file, log it to MLflow, print the model URI.
 
     The model URI is printed alone on stdout's last line, so
@@ -319,6 +325,7 @@ def fit(pipeline_config, data, label_column, drop_column, experiment, run_name,
     from ._io import plain_categories, read_table
 
     model = build_from_config(pipeline_config)
+    _set_alarm_limit(model, contamination=contamination, threshold=threshold_name)
     frame = plain_categories(read_table(data))
     frame, y = _split_label(frame, label_column, data)
     frame = _drop_columns(frame, drop_column, data)
@@ -344,6 +351,34 @@ def fit(pipeline_config, data, label_column, drop_column, experiment, run_name,
         _echo_err("Metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in shown.items()))
         _echo_err(f"Tracking URI: {run.tracking_uri}  (run {run.run_id})")
     click.echo(run.model_uri)
+
+
+def _set_alarm_limit(model, *, contamination, threshold) -> None:
+    """Set the final detector's ``contamination`` / ``threshold`` from the command line."""
+    from sklearn.model_selection import GridSearchCV
+
+    wanted = {name: value for name, value in (("contamination", contamination),
+                                              ("threshold", threshold)) if value is not None}
+    if not wanted:
+        return
+    if isinstance(model, GridSearchCV):
+        raise click.UsageError(
+            f"--{next(iter(wanted))} applies to a single pipeline, not a search config: set it "
+            "in the config's grid or in the detector's params.")
+    name, detector = model.steps[-1]
+    for param, value in wanted.items():
+        if param not in detector.get_params(deep=False):
+            other = {"contamination": "--threshold", "threshold": "--contamination"}[param]
+            raise click.UsageError(
+                f"--{param} does not apply to {type(detector).__name__}; it takes {other}.")
+        if param == "threshold":
+            from ..thresholds._thresholds import _NAMED
+
+            if value not in _NAMED:
+                raise click.UsageError(
+                    f"--threshold {value!r} is not a threshold rule; choose from "
+                    f"{sorted(_NAMED)}.")
+        model.set_params(**{f"{name}__{param}": value})
 
 
 # ---------------------------------------------------------------- score / explain
