@@ -1,4 +1,4 @@
-"""The layering of DESIGN.md, checked: imports point downwards, import aepipe is light."""
+"""The layering of docs/architecture.md, checked: imports point downwards, import aepipe is light."""
 
 import shutil
 import subprocess
