@@ -471,8 +471,8 @@ def _read_member(archive, name: str, path, size: int | None = None,
 
     ``size`` is the size the config declares (None for the config itself,
     bounded by ``limit``). The zip header's size must match it, stay within
-    ``limit`` and within ``_MAX_EXPANSION`` times the compressed size; the
-    data are then read in pieces and never beyond the declared size.
+    ``limit`` and within ``_MAX_EXPANSION`` times the compressed size; then
+    at most one byte more than declared is decompressed.
     """
     try:
         info = archive.getinfo(name)
@@ -607,16 +607,13 @@ def _check_device_argument(device) -> None:
     """``device`` is the caller's choice: a bad one is their error, not the file's."""
     import torch
 
-    if device is None or device == "auto":
+    from .estimators._autoencoders import resolve_device
+
+    if device is None:
         return
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(
-            f"device={device!r} was requested but CUDA is not available on this machine; use "
-            "device='cpu', 'auto' or None."
-        )
     try:
-        torch.empty(0, device=device)
-    except Exception as error:  # RuntimeError for an unknown or unavailable device, TypeError
+        torch.empty(0, device=resolve_device(device))
+    except Exception as error:  # unknown or unavailable device (RuntimeError, ValueError, ...)
         raise ValueError(
             f"device={device!r} cannot hold tensors here ({error}); use 'cpu', 'cuda', "
             "'cuda:N', 'auto' or None (the saved device when available)."

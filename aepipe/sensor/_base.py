@@ -161,17 +161,16 @@ def series_column_of(model):
     """
     from ._series import PerSeriesDetector
 
-    model = getattr(model, "pipeline", model)
     final = _final_step(model)
-    if isinstance(final, PerSeriesDetector):
-        return final.series_column
-    return getattr(final, "series_column", None) if isinstance(
-        final, BaseWindowedDetector) else None
+    windowed = isinstance(final, (BaseWindowedDetector, PerSeriesDetector))
+    return getattr(final, "series_column", None) if windowed else None
 
 
 def _final_step(model):
+    """The last step of ``model``: through an MLflow model's ``.pipeline`` and a Pipeline."""
     from sklearn.pipeline import Pipeline
 
+    model = getattr(model, "pipeline", model)
     return model[-1] if isinstance(model, Pipeline) else model
 
 
@@ -180,7 +179,7 @@ def _windowed_final(model):
     model's ``.pipeline`` or a :class:`PerSeriesDetector`), or None."""
     from ._series import PerSeriesDetector
 
-    final = _final_step(getattr(model, "pipeline", model))
+    final = _final_step(model)
     if isinstance(final, PerSeriesDetector):
         final = final.detector
     return final if isinstance(final, BaseWindowedDetector) else None

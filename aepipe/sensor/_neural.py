@@ -199,8 +199,9 @@ _COMMON_DOC = """
         series' own timestamps, and the standardisation, model and threshold
         are shared. Training takes the series one after another in order of
         first appearance, so the time-ordered validation split holds the end
-        of the last series (and more when it is short). Every per-row output comes back in X's row order,
-        with X's index. For one model per series see :class:`PerSeriesDetector`.
+        of the last series (and more when it is short). Every per-row output
+        comes back in X's row order, with X's index. For one model per series
+        see :class:`PerSeriesDetector`.
     gap_policy : {"split", "raise", "ignore"}, default="split"
     max_gap_factor : float, default=3.0
         A step longer than this many median steps is a gap.
@@ -428,16 +429,16 @@ def estimate_noise_std(values: np.ndarray, segments=None, order: int = 3) -> np.
     return 1.4826 * mad / np.sqrt(comb(2 * order, order))
 
 
-def estimate_window_noise(windows: np.ndarray):
-    """Principal axes of flattened windows, and the median eigenvalue of their covariance.
+def window_axes(windows: np.ndarray):
+    """Principal axes of flattened windows: eigenvalues of their covariance (descending),
+    the axes as rows, and the mean window.
 
     In units where the noise is white with unit variance in every channel,
     the eigenvalues of signal-bearing axes exceed 1 and the others sit about
-    at 1; the median is reported for diagnostics.
+    at 1.
 
     Returns
     -------
-    median_eigenvalue : float
     eigenvalues : ndarray of shape (n_features,), descending
     components : ndarray of shape (n_features, n_features), rows = axes
     mean : ndarray of shape (n_features,)
@@ -447,8 +448,7 @@ def estimate_window_noise(windows: np.ndarray):
     centred = flat - mean
     cov = centred.T @ centred / max(len(flat) - 1, 1)
     eigenvalues, vectors = np.linalg.eigh(cov)
-    eigenvalues, vectors = eigenvalues[::-1], vectors[:, ::-1]
-    return float(np.median(eigenvalues)), eigenvalues, vectors.T, mean
+    return eigenvalues[::-1], vectors[:, ::-1].T, mean
 
 
 class WindowedDenoisingAutoencoder(_WindowedNeuralDetector):
@@ -685,7 +685,7 @@ class WindowedDenoisingAutoencoder(_WindowedNeuralDetector):
             self.nets_, self.net_, self.latent_dim_ = [], None, 0
             self.sure_trained_ = self.sure_closed_form_ = None
             return
-        _, eigenvalues, components, mean = estimate_window_noise(noisy)
+        eigenvalues, components, mean = window_axes(noisy)
         # In noise units the noise variance is 1 in every direction.
         gains = np.clip(eigenvalues - 1.0, 0.0, None) / np.maximum(eigenvalues, 1e-12)
         # Eigenvalues of pure-noise windows spread up to the Marchenko-Pastur edge
