@@ -3,7 +3,7 @@
 Both modes score the same Parquet dataset (``--rows`` records of
 ``--features`` correlated real columns, written in ``--files`` files into a
 temporary directory) with the same fitted pipeline (a small Autoencoder) and
-write the same output (``[record_id,] anomaly_score, is_anomaly, top1_column,
+write the same output (``[record_id,] anomaly_score, predicted_anomaly, top1_column,
 top1_score, ...`` as Parquet):
 
 - ``streaming``: one process reads record batches (pyarrow

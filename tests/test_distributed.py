@@ -183,7 +183,7 @@ def test_score_dask_empty_partition(fitted_model):
     ddf = ddf[ddf["sensor_0"] > 100]  # every partition empty
     result = score_dask(fitted_model, ddf).compute(scheduler="synchronous")
     assert len(result) == 0
-    assert result["is_anomaly"].dtype == bool
+    assert result["predicted_anomaly"].dtype == bool
 
 
 def test_score_dask_rejects_unknown_id_column(fitted_model):

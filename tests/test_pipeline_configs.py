@@ -23,7 +23,7 @@ BASE = {"steps": [{"estimator": "PCADetector"}]}
 
 
 def test_ready_made_configs_are_found():
-    assert {"tabular_mixed", "sensor", "ae_vs_pca_search"} <= set(available_configs())
+    assert {"tabular", "sensor", "autoencoder", "ae_vs_pca_search"} <= set(available_configs())
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -40,7 +40,7 @@ def test_search_config_covers_the_family_and_pca():
     search = build_from_config("ae_vs_pca_search")
     models = {type(grid["detector"][0]).__name__ for grid in search.param_grid}
     assert models == {*AE_FAMILY, "PCADetector"}
-    assert set(search.scoring) == {"roc_auc", "average_precision"}
+    assert set(search.scoring) == {"anomaly_roc_auc", "anomaly_average_precision"}
 
 
 @pytest.mark.parametrize("config, match", [
@@ -57,7 +57,8 @@ def test_search_config_covers_the_family_and_pca():
     ({**BASE, "search": {"param_grid": {"detector__n_components": 2}}}, "must be a non-empty list"),
     ({**BASE, "search": {"param_grid": {}, "folds": 3}}, r"Unknown key 'folds' in config: search"),
     ({**BASE, "search": {"param_grid": {"detector__n_components": [2]}, "scoring": "f1"}},
-     r"unknown scoring 'f1'.*allowed: average_precision, roc_auc, synthetic_auc"),
+     r"unknown scoring 'f1'.*allowed: anomaly_average_precision, anomaly_roc_auc, "
+     r"synthetic_anomaly_auc"),
     ({**BASE, "search": {"param_grid": {"detector__n_components": [2]}, "cv": 1}},
      r"search.cv=1 must be an integer >= 2"),
     ({**BASE, "version": 2}, "version=2 is not supported"),
@@ -73,7 +74,7 @@ def test_bad_json_and_missing_file(tmp_path):
     bad.write_text('{"steps": [}')
     with pytest.raises(ConfigError, match="not valid JSON.*line 1"):
         build_from_config(bad)
-    with pytest.raises(FileNotFoundError, match="ready-made: .*tabular_mixed"):
+    with pytest.raises(FileNotFoundError, match="ready-made: .*tabular"):
         build_from_config(tmp_path / "absent.json")
 
 
@@ -105,8 +106,9 @@ def test_search_factory_fits_and_ranks(subspace_data):
     search.fit(X, y)
     board = search_leaderboard(search)
     assert list(board["model"]) == sorted(board["model"], key=lambda m: -board.loc[
-        board["model"] == m, "roc_auc"].iloc[0])
-    assert {"model", "params", "roc_auc", "average_precision", "fit_time_s"} <= set(board.columns)
+        board["model"] == m, "anomaly_roc_auc"].iloc[0])
+    assert {"model", "params", "anomaly_roc_auc", "anomaly_average_precision",
+            "fit_time_s"} <= set(board.columns)
     assert board.index.tolist() == [1, 2]
 
 
@@ -114,5 +116,5 @@ def test_label_free_search_uses_synthetic_auc(subspace_data):
     X, _ = subspace_data
     search = make_ae_vs_pca_search(families=(), pca_components=(1, 2), labelled=False, cv=2)
     search.fit(X)
-    assert list(search.scoring) == ["synthetic_auc"]
-    assert "synthetic_auc" in search_leaderboard(search).columns
+    assert list(search.scoring) == ["synthetic_anomaly_auc"]
+    assert "synthetic_anomaly_auc" in search_leaderboard(search).columns

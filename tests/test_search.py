@@ -138,7 +138,7 @@ def test_label_free_search(subspace_data):
     assert ranks[("PCADetector", N_FEATURES)] > ranks[("Autoencoder", None)]
     assert ranks[("PCADetector", 2)] <= ranks[("PCADetector", 1)]
     assert search.best_score_ > 0.9
-    assert ANOMALY_SCORERS["synthetic_auc"] is synthetic_anomaly_auc
+    assert ANOMALY_SCORERS["synthetic_anomaly_auc"] is synthetic_anomaly_auc
 
 
 def test_synthetic_auc_is_deterministic_and_label_free(subspace_data):

@@ -55,7 +55,7 @@ def test_served_scores_equal_in_memory_scores(server, orient):
     assert status == 200, body
     served, expected = _frame(body), score_frame(pipe, new).reset_index(drop=True)
     np.testing.assert_array_equal(served["anomaly_score"], expected["anomaly_score"])
-    np.testing.assert_array_equal(served["is_anomaly"], expected["is_anomaly"])
+    np.testing.assert_array_equal(served["predicted_anomaly"], expected["predicted_anomaly"])
     np.testing.assert_array_equal(served["top1_column"], expected["top1_column"])
     np.testing.assert_array_equal(served["top1_score"], expected["top1_score"])
 

@@ -166,19 +166,22 @@ def test_final_metrics(tracked, labelled):
     run, pipe, _ = tracked
     X, y = labelled
     logged = _client(run).get_run(run.run_id).data.metrics
-    for key in ("threshold", "anomaly_rate", "score_p50", "score_p99", "roc_auc",
-                "average_precision", "fit_time_s"):
+    for key in ("threshold", "train_anomaly_rate", "train_score_p50", "train_score_p99",
+                "train_roc_auc", "train_average_precision", "fit_time_s"):
         assert logged[key] == pytest.approx(run.metrics[key])
     assert run.metrics["threshold"] == pytest.approx(-pipe[-1].offset_)
-    assert run.metrics["roc_auc"] == pytest.approx(anomaly_roc_auc(pipe, X, y))
+    assert run.metrics["train_roc_auc"] == pytest.approx(anomaly_roc_auc(pipe, X, y))
+    # In-sample metrics are named as such: nothing unlabelled next to a CV score.
+    assert not {"roc_auc", "average_precision", "anomaly_rate"} & set(logged)
 
 
 def test_plots_are_logged_as_png(tracked, tmp_path):
     run, _, _ = tracked
     client = _client(run)
     names = sorted(a.path for a in client.list_artifacts(run.run_id, "plots"))
-    assert names == ["plots/feature_contributions.png", "plots/loss_curves.png",
-                     "plots/roc_pr_curves.png", "plots/score_histogram.png"]
+    assert names == ["plots/codes.png", "plots/feature_contributions.png",
+                     "plots/loss_curves.png", "plots/roc_pr_curves.png",
+                     "plots/score_histogram.png"]
     local = client.download_artifacts(run.run_id, "plots", str(tmp_path))
     for name in names:
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", local

@@ -7,11 +7,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..scoring._explain import DECISION_COLUMN
+
 _METRIC_TITLES = {
-    "roc_auc": "ROC-AUC",
-    "average_precision": "AP",
-    "synthetic_auc": "synthetic AUC",
+    "anomaly_roc_auc": "ROC-AUC",
+    "anomaly_average_precision": "AP",
+    "synthetic_anomaly_auc": "synthetic AUC",
 }
+# What a model that ranks records at random scores (AP's is the anomaly rate, given apart).
+_CHANCE = {"anomaly_roc_auc": 0.5, "synthetic_anomaly_auc": 0.5}
 
 
 def format_leaderboard(board: pd.DataFrame) -> str:
@@ -68,35 +72,57 @@ def _plt():
     return plt
 
 
-def plot_leaderboard(board: pd.DataFrame, path: Path) -> Path:
-    """Bars of each model's best candidate: ROC-AUC / AP (or the label-free metric)."""
+def plot_leaderboard(board: pd.DataFrame, path: Path, *, anomaly_rate: float | None = None) -> Path:
+    """Bars of each model's best candidate: ROC-AUC / AP (or the label-free metric).
+
+    The axis shows the whole range, 0 to 1, with each score written at its bar
+    and a dashed line at each metric's chance level (0.5 for an AUC, the
+    anomaly rate for AP when ``anomaly_rate`` is given): differences of a
+    hundredth are read from the numbers, not exaggerated by a cut axis.
+    """
+    plt = _plt()
+    fig = leaderboard_figure(board, anomaly_rate=anomaly_rate)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def leaderboard_figure(board: pd.DataFrame, *, anomaly_rate: float | None = None):
+    """The figure :func:`plot_leaderboard` saves."""
     plt = _plt()
     metrics = [c for c in board.columns if c in _METRIC_TITLES]
     best = board.groupby("model", sort=False).head(1)
     labels = [f"{m}\n({p})" if p else m for m, p in zip(best["model"], best["params"])]
     y = np.arange(len(best))
     height = 0.8 / len(metrics)
-    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(best) + 1.8), dpi=100)
+    fig, ax = plt.subplots(figsize=(7.5, 0.6 * len(best) + 1.9), dpi=100)
     colors = ["#1f77b4", "#ff7f0e", "#2ca02c"]
+    chance = dict(_CHANCE)
+    if anomaly_rate is not None:
+        chance["anomaly_average_precision"] = float(anomaly_rate)
     for i, metric in enumerate(metrics):
         values = best[metric].to_numpy()
         errors = best[metric + "_std"].to_numpy()
-        ax.barh(y + (i - (len(metrics) - 1) / 2) * height, values, height, xerr=errors,
-                label=_METRIC_TITLES[metric], color=colors[i % 3], capsize=2)
+        offsets = y + (i - (len(metrics) - 1) / 2) * height
+        ax.barh(offsets, values, height, xerr=errors, label=_METRIC_TITLES[metric],
+                color=colors[i % 3], capsize=2)
+        for yi, value in zip(offsets, values):
+            ax.text(0.01, yi, f"{value:.3f}", va="center", fontsize=7, color="white",
+                    transform=ax.get_yaxis_transform())
+        if metric in chance:
+            ax.axvline(chance[metric], color=colors[i % 3], linestyle="--", linewidth=1,
+                       label=f"{_METRIC_TITLES[metric]} of a random ranking")
     for yi, seconds in zip(y, best["fit_time_s"]):
         ax.text(1.01, yi, f"{seconds:.1f} s", va="center", fontsize=8,
                 transform=ax.get_yaxis_transform())
     ax.set_yticks(y, labels, fontsize=8)
     ax.invert_yaxis()
-    low = float(np.nanmin(best[metrics].to_numpy() - best[[m + "_std" for m in metrics]].to_numpy()))
-    ax.set_xlim(max(0.0, np.floor((low - 0.02) * 20) / 20), 1)
-    ax.set_xlabel("score (mean ± std over folds); fit time per fold on the right")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("score (mean ± std over folds; full range); fit time per fold on the right")
     ax.set_title("Autoencoders vs PCA: best candidate per model")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=len(metrics), fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def plot_scores(scores: np.ndarray, threshold: float | None, y, path: Path, title: str) -> Path:
@@ -127,7 +153,7 @@ def plot_scores(scores: np.ndarray, threshold: float | None, y, path: Path, titl
 def plot_top_columns(frame: pd.DataFrame, path: Path) -> Path:
     """Which column is the top contributor, over the records flagged as anomalies."""
     plt = _plt()
-    flagged = frame[frame["is_anomaly"]] if frame["is_anomaly"].any() else frame
+    flagged = frame[frame[DECISION_COLUMN]] if frame[DECISION_COLUMN].any() else frame
     counts = flagged["top1_column"].value_counts().sort_values()
     fig, ax = plt.subplots(figsize=(6.4, 0.35 * len(counts) + 1.3), dpi=100)
     ax.barh(counts.index.astype(str), counts.to_numpy(), color="#9467bd")

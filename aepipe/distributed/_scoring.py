@@ -302,7 +302,7 @@ def score_dask(model, ddf, *, top_k: int = 3, id_column: str | None = None, meta
     Returns
     -------
     scores : dask.dataframe.DataFrame
-        Columns ``[id_column,] anomaly_score, is_anomaly, top1_column,
+        Columns ``[id_column,] anomaly_score, predicted_anomaly, top1_column,
         top1_score, ...``; the partitions and index of ``ddf``.
 
     Examples

@@ -2,7 +2,9 @@
 
 A pipeline config is a JSON file (or a dict) in the format documented in
 :func:`build_from_config`; ready-made ones live in the repository's
-``pipelines/`` folder and are found by name (``"tabular_mixed"``).
+``pipelines/`` folder (also shipped in the package) and are found by name:
+``"tabular"`` (:func:`aepipe.make_default_detector`, the CLI's default) and
+``"sensor"`` (:func:`aepipe.make_default_sensor_detector`).
 """
 
 from ._config import (
@@ -18,6 +20,7 @@ from ._config import (
 from ._factories import (
     AE_FAMILY,
     DETECTOR_STEP,
+    describe_candidate,
     make_ae_vs_pca_search,
     make_detector_pipeline,
     search_leaderboard,
@@ -34,6 +37,7 @@ __all__ = [
     "available_configs",
     "available_estimators",
     "build_from_config",
+    "describe_candidate",
     "find_config",
     "load_config",
     "make_ae_vs_pca_search",

@@ -15,8 +15,8 @@ the key and the allowed ones)::
           {"detector": [{"estimator": "PCADetector"}],
            "detector__n_components": [2, 4]}
         ],
-        "scoring": ["roc_auc", "average_precision"],
-        "refit": "roc_auc",
+        "scoring": ["anomaly_roc_auc", "anomaly_average_precision"],
+        "refit": "anomaly_roc_auc",
         "cv": 3,
         "random_state": 0,
         "n_jobs": null
@@ -30,9 +30,12 @@ the key and the allowed ones)::
   {...}}`` builds an estimator (to swap the detector in a grid, or to wrap one).
 - ``search``: turns the Pipeline into a ``GridSearchCV``. ``param_grid`` is a
   dict or a list of dicts of lists, with scikit-learn's ``step__param`` keys;
-  ``scoring`` names from :data:`aepipe.scoring.ANOMALY_SCORERS`
-  (``roc_auc`` and ``average_precision`` need labels, ``synthetic_auc`` does
-  not); ``cv`` is a number of shuffled folds seeded by ``random_state``.
+  ``scoring`` names from :data:`aepipe.scoring.ANOMALY_SCORERS`, the same
+  names :func:`aepipe.scoring.get_scorer` takes in Python
+  (``anomaly_roc_auc`` and ``anomaly_average_precision`` need labels,
+  ``synthetic_anomaly_auc`` does not; scikit-learn's ambiguous ``roc_auc``
+  and ``average_precision`` are refused with the right name); ``cv`` is a
+  number of shuffled folds seeded by ``random_state``.
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ def _config_dirs() -> list[Path]:
 
 
 def available_configs() -> dict[str, Path]:
-    """Ready-made configs by name (``{"tabular_mixed": Path(...), ...}``)."""
+    """Ready-made configs by name (``{"tabular": Path(...), ...}``)."""
     found = {}
     for folder in _config_dirs():
         if folder.is_dir():
@@ -227,8 +230,29 @@ def _check_grid(pipeline: Pipeline, grid: dict, where: str) -> dict:
     return built
 
 
+def _scorer_name(name, where: str) -> str:
+    """A registered scorer name (an old one mapped, with a FutureWarning), else a ConfigError."""
+    from ..scoring import AMBIGUOUS_SCORER_NAMES, ANOMALY_SCORERS, get_scorer
+
+    if not isinstance(name, str):
+        raise ConfigError(f"{where}: a scorer name must be a string; got {name!r}.")
+    if name in AMBIGUOUS_SCORER_NAMES:
+        raise ConfigError(
+            f"{where}: {name!r} is ambiguous (scikit-learn's {name!r} ranks an outlier "
+            f"detector the wrong way round); use {AMBIGUOUS_SCORER_NAMES[name]!r}."
+        )
+    try:
+        scorer = get_scorer(name)
+    except ValueError:
+        raise ConfigError(
+            f"{where}: unknown scoring {name!r}; allowed: "
+            f"{', '.join(sorted(ANOMALY_SCORERS))}."
+        ) from None
+    return next(key for key, value in ANOMALY_SCORERS.items() if value is scorer)
+
+
 def _build_search(pipeline: Pipeline, search: dict, source: str) -> GridSearchCV:
-    from ..scoring import ANOMALY_SCORERS
+    from ..scoring import get_scorer
 
     if not isinstance(search, dict):
         raise ConfigError(f"{source}: 'search' must be an object.")
@@ -244,17 +268,12 @@ def _build_search(pipeline: Pipeline, search: dict, source: str) -> GridSearchCV
         _check_grid(pipeline, grid, f"{source}: search.param_grid" + ("" if single else f"[{i}]"))
         for i, grid in enumerate(grids)
     ]
-    scoring = search.get("scoring", ["roc_auc", "average_precision"])
+    scoring = search.get("scoring", ["anomaly_roc_auc", "anomaly_average_precision"])
     names = [scoring] if isinstance(scoring, str) else scoring
     if not isinstance(names, list) or not names:
         raise ConfigError(f"{source}: search.scoring must be a name or a non-empty list of names.")
-    for name in names:
-        if name not in ANOMALY_SCORERS:
-            raise ConfigError(
-                f"{source}: unknown scoring {name!r} in search.scoring; allowed: "
-                f"{', '.join(sorted(ANOMALY_SCORERS))}."
-            )
-    refit = search.get("refit", names[0])
+    names = [_scorer_name(name, f"{source}: search.scoring") for name in names]
+    refit = _scorer_name(search.get("refit", names[0]), f"{source}: search.refit")
     if refit not in names:
         raise ConfigError(
             f"{source}: search.refit={refit!r} must be one of the scoring names {names}."
@@ -271,7 +290,7 @@ def _build_search(pipeline: Pipeline, search: dict, source: str) -> GridSearchCV
     return GridSearchCV(
         pipeline,
         param_grid=param_grid,
-        scoring={name: ANOMALY_SCORERS[name] for name in names},
+        scoring={name: get_scorer(name) for name in names},
         refit=refit,
         cv=KFold(n_splits=cv, shuffle=True, random_state=random_state),
         n_jobs=n_jobs,
@@ -286,7 +305,7 @@ def build_from_config(config):
     ----------
     config : dict, str or Path
         The config itself, a JSON file, or the name of a ready-made config
-        (``"tabular_mixed"``, ``"sensor"``, ``"ae_vs_pca_search"``). The
+        (``"tabular"``, ``"sensor"``, ``"autoencoder"``, ``"ae_vs_pca_search"``). The
         format is described in this module's docstring.
 
     Returns

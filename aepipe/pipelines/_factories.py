@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import Pipeline
 
 __all__ = [
     "AE_FAMILY",
     "DETECTOR_STEP",
+    "describe_candidate",
     "make_ae_vs_pca_search",
     "make_detector_pipeline",
     "search_leaderboard",
@@ -27,8 +29,8 @@ AE_FAMILY = (
     "VariationalAutoencoder",
 )
 
-_LABELLED_METRICS = ("roc_auc", "average_precision")
-_LABEL_FREE_METRICS = ("synthetic_auc",)
+_LABELLED_METRICS = ("anomaly_roc_auc", "anomaly_average_precision")
+_LABEL_FREE_METRICS = ("synthetic_anomaly_auc",)
 
 
 def make_detector_pipeline(detector, *, preprocessing=()) -> Pipeline:
@@ -99,7 +101,7 @@ def make_ae_vs_pca_search(
     >>> len(search.param_grid)
     2
     """
-    from ..scoring import ANOMALY_SCORERS
+    from ..scoring import get_scorer
     from ._registry import resolve_estimator
 
     if cv < 2:
@@ -127,7 +129,7 @@ def make_ae_vs_pca_search(
     return GridSearchCV(
         make_detector_pipeline(resolve_estimator("PCADetector")()),
         param_grid=grids,
-        scoring={name: ANOMALY_SCORERS[name] for name in metrics},
+        scoring={name: get_scorer(name) for name in metrics},
         refit=metrics[0],
         cv=KFold(n_splits=cv, shuffle=True, random_state=random_state),
         n_jobs=n_jobs,
@@ -135,13 +137,54 @@ def make_ae_vs_pca_search(
     )
 
 
-def _describe_params(params: dict) -> str:
-    parts = []
-    for key, value in params.items():
-        if key == DETECTOR_STEP or not isinstance(value, (str, int, float, bool, type(None), tuple, list)):
-            continue
-        parts.append(f"{key.split('__')[-1]}={value}")
-    return ", ".join(parts)
+def _final_estimator(estimator):
+    """The estimator that does the work: a pipeline's last step, through nested pipelines."""
+    while getattr(estimator, "steps", None):
+        estimator = estimator.steps[-1][1]
+    return estimator
+
+
+def describe_candidate(estimator, params: dict) -> tuple[str, dict]:
+    """What a search candidate is: its final estimator's class and its searched values.
+
+    Parameters
+    ----------
+    estimator : estimator or Pipeline
+        The search's base estimator (``search.estimator``).
+    params : dict
+        One candidate (an entry of ``search.cv_results_["params"]``).
+
+    Returns
+    -------
+    model : str
+        The class name of the estimator the candidate ends in, whatever its
+        step is called and whether or not the grid replaces it.
+    values : dict
+        The searched values that are not estimators, by their short name
+        (``{"latent_dim": 2}`` for ``detector__latent_dim``; the full key when
+        two steps share a short name).
+
+    Examples
+    --------
+    >>> from sklearn.pipeline import Pipeline
+    >>> from aepipe import Autoencoder, PCADetector
+    >>> from aepipe.pipelines import describe_candidate
+    >>> pipe = Pipeline([("ae", PCADetector())])
+    >>> describe_candidate(pipe, {"ae": Autoencoder(), "ae__latent_dim": 2})
+    ('Autoencoder', {'latent_dim': 2})
+    """
+    candidate = clone(estimator).set_params(**params) if params else estimator
+    model = type(_final_estimator(candidate)).__name__
+    plain = {key: value for key, value in params.items()
+             if not (hasattr(value, "get_params") and not isinstance(value, type))}
+    short = [key.split("__")[-1] for key in plain]
+    values = {(name if short.count(name) == 1 else key): value
+              for name, (key, value) in zip(short, plain.items())}
+    return model, values
+
+
+def _describe_params(values: dict) -> str:
+    return ", ".join(f"{key}={value}" for key, value in values.items())
 
 
 def search_leaderboard(search) -> pd.DataFrame:
@@ -154,14 +197,18 @@ def search_leaderboard(search) -> pd.DataFrame:
     Returns
     -------
     board : DataFrame
-        One row per candidate: ``model`` (the detector's class), ``params``
-        (the searched values), then per metric ``<metric>`` (mean over folds)
-        and ``<metric>_std``, then ``fit_time_s`` (mean per fold), sorted by
-        the refit metric.
+        One row per candidate: ``model`` (the class of the estimator the
+        candidate ends in, see :func:`describe_candidate`), ``params`` (the
+        searched values), then per metric ``<metric>`` (mean over folds) and
+        ``<metric>_std``, then ``fit_time_s`` (mean per fold), sorted by the
+        refit metric.
     """
     results = search.cv_results_
     scoring = search.scoring
     if isinstance(scoring, dict):
+        metrics = list(scoring)
+        suffix = {name: f"_{name}" for name in metrics}
+    elif isinstance(scoring, (list, tuple, set)):
         metrics = list(scoring)
         suffix = {name: f"_{name}" for name in metrics}
     else:
@@ -169,11 +216,8 @@ def search_leaderboard(search) -> pd.DataFrame:
         suffix = {"score": "_score"}
     rows = []
     for i, params in enumerate(results["params"]):
-        detector = params.get(DETECTOR_STEP)
-        if detector is None:
-            step = search.estimator
-            detector = step.steps[-1][1] if hasattr(step, "steps") else step
-        row = {"model": type(detector).__name__, "params": _describe_params(params)}
+        model, values = describe_candidate(search.estimator, params)
+        row = {"model": model, "params": _describe_params(values)}
         for name in metrics:
             row[name] = float(results[f"mean_test{suffix[name]}"][i])
             row[f"{name}_std"] = float(results[f"std_test{suffix[name]}"][i])

@@ -18,11 +18,15 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 __all__ = [
+    "AMBIGUOUS_SCORER_NAMES",
     "ANOMALY_SCORERS",
+    "LABEL_FREE_SCORERS",
     "anomaly_average_precision",
     "anomaly_labels",
     "anomaly_roc_auc",
     "anomaly_scores",
+    "get_scorer",
+    "scorer_name",
     "synthetic_anomaly_auc",
 ]
 
@@ -124,9 +128,119 @@ def synthetic_anomaly_auc(estimator, X, y=None, *, random_state=0) -> float:
     return float(roc_auc_score(labels, scores))
 
 
-#: Named scorers for ``GridSearchCV(scoring=...)``.
+#: The registered scorers by name, for ``GridSearchCV(scoring=...)`` and pipeline configs.
+#: Each name is its function's name, so a name reads the same in Python and in a config.
 ANOMALY_SCORERS = {
-    "roc_auc": anomaly_roc_auc,
-    "average_precision": anomaly_average_precision,
-    "synthetic_auc": synthetic_anomaly_auc,
+    "anomaly_roc_auc": anomaly_roc_auc,
+    "anomaly_average_precision": anomaly_average_precision,
+    "synthetic_anomaly_auc": synthetic_anomaly_auc,
 }
+
+#: Registered scorers that need no labels.
+LABEL_FREE_SCORERS = ("synthetic_anomaly_auc",)
+
+#: scikit-learn's names that mean the opposite for an outlier detector, and the right ones.
+#: ``GridSearchCV(scoring="roc_auc")`` ranks by ``decision_function`` (higher = more normal)
+#: with ``y == 1`` as the positive class: with anomaly labels it scores 1 - AUC and picks
+#: the worst model, silently.
+AMBIGUOUS_SCORER_NAMES = {
+    "roc_auc": "anomaly_roc_auc",
+    "average_precision": "anomaly_average_precision",
+}
+
+# Old config names, still read (with a FutureWarning) for one release.
+_RENAMED = {"synthetic_auc": "synthetic_anomaly_auc"}
+
+
+def get_scorer(name: str):
+    """The registered anomaly scorer called ``name``.
+
+    scikit-learn keeps its registry of scorer names private, so
+    ``GridSearchCV(scoring="anomaly_roc_auc")`` cannot work; pass
+    ``scoring=get_scorer("anomaly_roc_auc")`` (or a dict of them) instead.
+    Pipeline configs take the same names.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`ANOMALY_SCORERS`: ``"anomaly_roc_auc"``,
+        ``"anomaly_average_precision"`` (both need labels, 1 = anomaly) or
+        ``"synthetic_anomaly_auc"`` (label-free).
+
+    Returns
+    -------
+    scorer : callable
+        ``scorer(estimator, X, y)``, higher = better.
+
+    Raises
+    ------
+    ValueError
+        An unknown name, or scikit-learn's ``"roc_auc"`` / ``"average_precision"``,
+        which rank an outlier detector the wrong way round; the message names
+        the scorer to use.
+
+    Examples
+    --------
+    >>> from sklearn.model_selection import GridSearchCV
+    >>> from aepipe import PCADetector
+    >>> from aepipe.scoring import get_scorer
+    >>> search = GridSearchCV(PCADetector(), {"n_components": [1, 2]},
+    ...                       scoring=get_scorer("anomaly_roc_auc"))
+    >>> get_scorer("roc_auc")
+    Traceback (most recent call last):
+    ...
+    ValueError: Scorer name 'roc_auc' is ambiguous: ... Use 'anomaly_roc_auc'.
+    """
+    if isinstance(name, str) and name in AMBIGUOUS_SCORER_NAMES:
+        raise ValueError(
+            f"Scorer name {name!r} is ambiguous: scikit-learn's {name!r} ranks records by "
+            "decision_function (higher = more normal), the wrong way round for anomaly "
+            "labels (1 = anomaly), and so favours the worst model. Use "
+            f"{AMBIGUOUS_SCORER_NAMES[name]!r}."
+        )
+    if isinstance(name, str) and name in _RENAMED:
+        import warnings
+
+        warnings.warn(
+            f"The scorer name {name!r} is renamed {_RENAMED[name]!r}; the old name stops "
+            "working in the next release.", FutureWarning, stacklevel=2,
+        )
+        name = _RENAMED[name]
+    if name not in ANOMALY_SCORERS:
+        raise ValueError(
+            f"Unknown scorer {name!r}; the registered anomaly scorers are "
+            f"{', '.join(sorted(ANOMALY_SCORERS))}."
+        )
+    return ANOMALY_SCORERS[name]
+
+
+def scorer_name(scorer) -> str:
+    """A scorer's readable name: its registered name, else its function or class name.
+
+    Parameters
+    ----------
+    scorer : str or callable
+        A scorer name, a scorer function, or a wrapper with a ``scorer``
+        attribute (it is unwrapped).
+
+    Returns
+    -------
+    name : str
+
+    Examples
+    --------
+    >>> from aepipe.scoring import anomaly_roc_auc, scorer_name
+    >>> scorer_name(anomaly_roc_auc)
+    'anomaly_roc_auc'
+    """
+    if isinstance(scorer, str):
+        return scorer
+    while hasattr(scorer, "scorer") and callable(scorer.scorer):
+        scorer = scorer.scorer
+    for name, registered in ANOMALY_SCORERS.items():
+        if scorer is registered:
+            return name
+    inner = getattr(scorer, "_score_func", None)  # scikit-learn's make_scorer objects
+    if inner is not None:
+        return f"make_scorer({getattr(inner, '__name__', type(inner).__name__)})"
+    return getattr(scorer, "__name__", type(scorer).__name__)

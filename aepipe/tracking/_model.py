@@ -45,7 +45,7 @@ class AnomalyModel(PythonModel):
 
     ``predict(context, df)`` validates ``df`` against the training columns and
     returns :func:`aepipe.scoring.score_frame`: ``anomaly_score`` (higher = more
-    anomalous), ``is_anomaly``, ``top1_column``, ``top1_score``, ...
+    anomalous), ``predicted_anomaly``, ``top1_column``, ``top1_score``, ...
 
     Parameters
     ----------

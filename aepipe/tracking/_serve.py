@@ -18,7 +18,7 @@ from contextlib import contextmanager
 logger = logging.getLogger(__name__)
 
 
-def serve_command(model_uri: str, *, host: str = "127.0.0.1", port: int = 5000) -> list[str]:
+def serve_command(model_uri: str, *, host: str = "127.0.0.1", port: int = 5001) -> list[str]:
     """The argv that serves ``model_uri`` over REST in the current environment.
 
     Equivalent to ``mlflow models serve -m <uri> -h <host> -p <port>
@@ -33,7 +33,8 @@ def serve_command(model_uri: str, *, host: str = "127.0.0.1", port: int = 5000) 
     model_uri : str
     host : str, default="127.0.0.1"
         Loopback by default; binding to other interfaces is the caller's choice.
-    port : int, default=5000
+    port : int, default=5001
+        Not 5000, where ``mlflow ui`` listens by default.
 
     Returns
     -------
