@@ -38,7 +38,7 @@ def test_outlier_contract():
 def test_feature_scores_and_latent_score_add_up_to_the_anomaly_score():
     X = _data()
     detector = AutoencoderEnsemble(**FAST).fit(X)
-    total = detector.feature_scores(X).sum(axis=1) + detector.latent_score(X)
+    total = detector.feature_nll(X).sum(axis=1) + detector.latent_score(X)
     np.testing.assert_allclose(total, detector.anomaly_score(X), rtol=1e-6)
 
 

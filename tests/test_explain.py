@@ -27,7 +27,7 @@ def test_score_frame_matches_the_detector():
     pipe, X = _pipeline_and_frame()
     out = score_frame(pipe, X)
     np.testing.assert_allclose(out["anomaly_score"], -pipe.score_samples(X))
-    np.testing.assert_array_equal(out["is_anomaly"], pipe.predict(X) == -1)
+    np.testing.assert_array_equal(out["predicted_anomaly"], pipe.predict(X) == -1)
     assert list(out.index) == list(X.index)
 
 

@@ -242,8 +242,8 @@ def test_reconstruct_of_extreme_integers_is_clipped_not_wrapped(values, mixed):
 
 def test_reconstruct_near_int64_max_stays_near_it():
     top = np.iinfo(np.int64).max
-    X = pd.DataFrame({"x": np.arange(24.0), "id": top - np.arange(24, dtype=np.int64) * 1000})
-    reconstructed = PCADetector(n_components=1).fit(X).reconstruct(X)["id"]
+    X = pd.DataFrame({"x": np.arange(24.0), "big": top - np.arange(24, dtype=np.int64) * 1000})
+    reconstructed = PCADetector(n_components=1).fit(X).reconstruct(X)["big"]
     assert reconstructed.dtype == np.int64
     assert (reconstructed > top - 10**6).all()
 
@@ -322,7 +322,7 @@ def test_pca_scores_a_single_column(statistic, standardize):
     np.testing.assert_array_equal(np.argsort(scores, kind="stable"),
                                   np.argsort(deviation, kind="stable"))
     assert detector.anomaly_score([[x.mean() + 10 * x.std()]])[0] > scores.max()
-    np.testing.assert_allclose(detector.feature_scores(x).sum(axis=1), scores)
+    np.testing.assert_allclose(detector.feature_nll(x).sum(axis=1), scores)
 
 
 def test_pca_scores_a_single_boolean_column():

@@ -9,6 +9,7 @@ from numpy.typing import ArrayLike
 from sklearn.decomposition import PCA
 
 from .._compat import Interval, StrOptions, _fit_context
+from ..estimators._missing_pca import fit_with_missing, masked_scores
 from ..thresholds import make_threshold
 from ._base import BaseWindowedDetector
 
@@ -24,7 +25,7 @@ class WindowedPCA(BaseWindowedDetector):
     ``threshold`` rule fitted on its training point scores) and a timestamp
     is an alarm when either exceeds its limit. The anomaly score is then
     ``max(T² / limit_T², Q / limit_Q)``, so ``threshold_`` is 1, and
-    :meth:`feature_scores` holds the contributions of the statistic that
+    :meth:`feature_nll` holds the contributions of the statistic that
     decides each timestamp, divided by its limit.
 
     Parameters
@@ -43,9 +44,13 @@ class WindowedPCA(BaseWindowedDetector):
         ``sum_k t_k p_kj z_j / lambda_k`` (they can be negative); Q's are
         squared residuals.
     stride, point_rule, threshold, standardize, slow_channels, time_column, series_column, \
-gap_policy, max_gap_factor
+gap_policy, max_gap_factor, handle_missing
         As in :class:`WindowedAutoencoder` (``slow_channels="auto"`` needs
-        ``width > 1``: with one-row windows no channel is slow).
+        ``width > 1``: with one-row windows no channel is slow). With
+        ``handle_missing="mask"`` the principal subspace is fitted by EM
+        imputation and each window's scores are fitted to its observed
+        readings, as in :class:`~aepipe.PCADetector`; a missing reading adds
+        nothing to T² or Q.
 
     Attributes
     ----------
@@ -71,12 +76,13 @@ gap_policy, max_gap_factor
         "n_components": [Interval(Integral, 1, None, closed="left"),
                          Interval(Real, 0, 1, closed="neither"), None],
         "statistic": [StrOptions({"t2+q", "t2", "q"})],
+        "handle_missing": [StrOptions({"error", "mask"})],
     }
 
     def __init__(self, width=1, *, stride=1, point_rule="mean", n_components=0.9,
                  statistic="t2+q", threshold="control_chart", standardize=True,
                  slow_channels="keep", time_column=None, series_column=None,
-                 gap_policy="split", max_gap_factor=3.0):
+                 gap_policy="split", max_gap_factor=3.0, handle_missing="error"):
         self.width = width
         self.stride = stride
         self.point_rule = point_rule
@@ -89,6 +95,7 @@ gap_policy, max_gap_factor
         self.series_column = series_column
         self.gap_policy = gap_policy
         self.max_gap_factor = max_gap_factor
+        self.handle_missing = handle_missing
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: ArrayLike, y=None):
@@ -108,6 +115,8 @@ gap_policy, max_gap_factor
             scores = self._statistic_points(prepared, statistic).sum(axis=1)
             limit = make_threshold(self.threshold).fit(scores, y).threshold_
             self.statistic_thresholds_[statistic] = max(float(limit), 1e-12)
+        self._fit_contribution_calibration(self._point_contributions(prepared),
+                                           self._steady_rows(prepared), threshold=1.0)
         self.threshold_object_ = None
         self.threshold_ = 1.0
         self.offset_ = -1.0
@@ -115,6 +124,20 @@ gap_policy, max_gap_factor
 
     def _fit_windows(self, windows):
         flat = windows.reshape(len(windows), -1)
+        if np.isnan(flat).any():  # handle_missing="mask": EM imputation around the fit
+            fit_with_missing(flat, self._fit_flat,
+                             lambda F: self.pca_.inverse_transform(self._scores(F)))
+            return
+        self._fit_flat(flat)
+
+    def _scores(self, flat):
+        """Principal scores of flattened windows, fitted to the observed readings."""
+        if np.isnan(flat).any():
+            return masked_scores(flat, self.pca_.mean_, self.pca_.components_,
+                                 self.pca_.explained_variance_, self.pca_.noise_variance_)
+        return self.pca_.transform(flat)
+
+    def _fit_flat(self, flat):
         n_samples, n_features = flat.shape
         n_components = self.n_components
         full = min(n_samples, n_features)
@@ -142,12 +165,13 @@ gap_policy, max_gap_factor
     def _window_statistic(self, windows, statistic):
         n_windows, width, n_channels = windows.shape
         flat = windows.reshape(n_windows, -1)
-        scores = self.pca_.transform(flat)
+        scores = self._scores(flat)
         if statistic == "t2":
             per_position = ((scores / self.variances_) @ self.pca_.components_) * (
                 flat - self.pca_.mean_)
         else:
             per_position = (flat - self.pca_.inverse_transform(scores)) ** 2
+        per_position = np.nan_to_num(per_position, nan=0.0)  # a missing reading adds nothing
         return per_position.reshape(n_windows, width, n_channels).sum(axis=1)
 
     def _statistic_points(self, prepared, statistic):
@@ -167,4 +191,4 @@ gap_policy, max_gap_factor
 
     def _window_reconstruction(self, windows):
         flat = windows.reshape(len(windows), -1)
-        return self.pca_.inverse_transform(self.pca_.transform(flat)).reshape(windows.shape)
+        return self.pca_.inverse_transform(self._scores(flat)).reshape(windows.shape)

@@ -8,11 +8,17 @@ import numpy as np
 def plot_contributions(detector, X, *, ax=None, top=None, show_threshold=True):
     """Stacked per-channel contributions to each timestamp's anomaly score.
 
+    The stack is the additive decomposition of the score (``feature_nll``),
+    so its top edge is the anomaly score and meets the threshold line where
+    alarms start. A noisy channel takes a large share of every row: to ask
+    which sensor is off, compare channels with ``feature_scores`` (each
+    channel against its own training rows) instead.
+
     Parameters
     ----------
     detector : fitted windowed detector
-        Anything with ``feature_scores(X)`` returning a DataFrame (and
-        optionally ``threshold_``).
+        Anything with ``feature_nll(X)`` or ``feature_scores(X)`` returning
+        a DataFrame of additive contributions (and optionally ``threshold_``).
     X : DataFrame or array
         The stream to explain.
     ax : matplotlib Axes or None, default=None
@@ -29,7 +35,8 @@ def plot_contributions(detector, X, *, ax=None, top=None, show_threshold=True):
     """
     from matplotlib.figure import Figure
 
-    contributions = detector.feature_scores(X)
+    additive = getattr(detector, "feature_nll", None) or detector.feature_scores
+    contributions = additive(X)
     if top is not None and top < contributions.shape[1]:
         order = contributions.clip(lower=0).sum().sort_values(ascending=False).index
         kept = contributions[order[:top]].copy()

@@ -187,13 +187,25 @@ class PerSeriesDetector(OutlierMixin, BaseEstimator):
         return self._per_row(X, "predict")
 
     def feature_scores(self, X: pd.DataFrame) -> pd.DataFrame:
-        """Each channel's contribution to each row's anomaly score, by its series' model.
+        """How unusual each channel is at each row, against its series' training rows.
+
+        See :meth:`BaseWindowedDetector.feature_scores`: one scale for all
+        channels, not additive.
 
         Returns
         -------
         contributions : DataFrame of shape (n_samples, n_channels), indexed like X
         """
         return self._per_row(X, "feature_scores")
+
+    def feature_nll(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Each channel's additive share of each row's anomaly score, by its series' model.
+
+        Returns
+        -------
+        contributions : DataFrame of shape (n_samples, n_channels), indexed like X
+        """
+        return self._per_row(X, "feature_nll")
 
     def reconstruct(self, X: pd.DataFrame) -> pd.DataFrame:
         """Each row's reconstruction (a denoised signal) by its series' model, in X's units.

@@ -74,7 +74,12 @@ def roc_pr_curves(y, scores):
 
 
 def feature_contributions(feature_scores: pd.DataFrame, is_anomaly: np.ndarray, top: int = 25):
-    """Mean per-column score over all records and over flagged records."""
+    """Mean per-column score over all records and over flagged records.
+
+    ``feature_scores`` is a detector's ``feature_scores``: each column's
+    surprise against its own training scores (about 1 on average for a
+    column that behaves as in training), so bars compare across columns.
+    """
     overall = feature_scores.mean()
     order = overall.sort_values(ascending=False).index[:top]
     fig = _figure(6.4, 1.2 + 0.3 * len(order))
@@ -87,7 +92,8 @@ def feature_contributions(feature_scores: pd.DataFrame, is_anomaly: np.ndarray, 
                 label="flagged anomalies")
     ax.set_yticks(positions, [str(c) for c in order])
     ax.invert_yaxis()
-    ax.set(xlabel="mean per-column score (reconstruction NLL)",
-           title="Per-feature contribution to the anomaly score")
+    ax.set(xlabel="mean column surprise (-ln share of training records as extreme; "
+                  "about 1 when typical)",
+           title="How unusual each column is")
     ax.legend()
     return fig
