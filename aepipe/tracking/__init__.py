@@ -15,9 +15,11 @@ from importlib import import_module
 _LAZY = {
     "AnomalyModel": "aepipe.tracking._model",
     "MlflowEpochLogger": "aepipe.tracking._callback",
+    "NeighborsModel": "aepipe.tracking._retrieval",
     "TrackedRun": "aepipe.tracking._track",
     "flatten_params": "aepipe.tracking._track",
     "load_model": "aepipe.tracking._model",
+    "log_index": "aepipe.tracking._retrieval",
     "log_model": "aepipe.tracking._model",
     "resolve_tracking_uri": "aepipe.tracking._uri",
     "serve_command": "aepipe.tracking._serve",
