@@ -11,6 +11,7 @@ from ._version import __version__
 _LAZY = {
     "Autoencoder": "aepipe.estimators",
     "AutoencoderEnsemble": "aepipe.estimators",
+    "CodeIndex": "aepipe.retrieval",
     "ContractiveAutoencoder": "aepipe.estimators",
     "Denoiser": "aepipe.estimators",
     "DenoisingAutoencoder": "aepipe.estimators",
@@ -35,6 +36,7 @@ _LAZY = {
     "make_default_sensor_detector": "aepipe.sensor",
     "make_default_sensor_denoiser": "aepipe.sensor",
     "make_default_detector": "aepipe.estimators",
+    "plot_codes": "aepipe.estimators",
     "save": "aepipe._persistence",
     "score_frame": "aepipe.scoring",
     "synthetic_anomaly_auc": "aepipe.scoring",
@@ -43,7 +45,7 @@ _LAZY = {
 # Subpackages reachable as attributes after a plain ``import aepipe``
 # (``aepipe.pipelines.build_from_config(...)``), also imported on first use.
 _SUBPACKAGES = ("datasets", "distributed", "estimators", "exceptions", "nets", "nn",
-                "pipelines", "scoring", "sensor", "thresholds", "tracking")
+                "pipelines", "retrieval", "scoring", "sensor", "thresholds", "tracking")
 
 __all__ = ["__version__", *sorted(_LAZY)]
 

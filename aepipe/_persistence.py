@@ -78,6 +78,11 @@ _WINDOWED = (
     "WindowedPCA",
 )
 _CLASSES = _TABULAR + _WINDOWED
+# A retrieval index: its encoder (a nested model file), its codes and ids (.npy, no pickle).
+_INDEXES = ("CodeIndex",)
+ENCODER = "encoder.aepipe"
+CODES = "codes.npy"
+IDS = "ids.npy"
 _LEARNED_NAME = re.compile(r"_?[a-z][a-z0-9_]*")
 # A windowed detector's attributes stored as weights (nets) or objects of their own.
 _WINDOWED_OBJECTS = ("nets_", "net_", "pca_", "threshold_object_")
@@ -85,6 +90,11 @@ _WINDOWED_OBJECTS = ("nets_", "net_", "pca_", "threshold_object_")
 _ENSEMBLE_ARRAYS = ("robust_center_", "robust_scale_", "noise_var_", "code_center_",
                     "code_scale_", "score_scale_")
 _ENSEMBLE_INTS = ("hidden_size_", "batch_size_", "max_epochs_")
+# Every tabular detector's training calibration of its per-column scores (feature_scores).
+# Absent from older files: such models load and explain with the raw NLL (with a warning).
+_CALIBRATION_ARRAYS = ("feature_quantile_levels_", "feature_quantiles_", "feature_tail_scale_")
+# partial_fit's running statistics of the real columns (absent from files before it).
+_STREAM_ARRAYS = ("running_count_", "running_var_")
 # Parameters that hold training-time objects, not part of a saved model.
 _NOT_SAVED = {"callbacks": None, "checkpoint_dir": None}
 
@@ -155,10 +165,22 @@ def _layout_to_json(layout) -> dict:
             {"name": c.name, "kind": c.kind, "start": c.start, "stop": c.stop,
              "categories": [_plain(v) for v in c.categories],
              "ordered_categorical": c.ordered_categorical,
-             "was_categorical_dtype": c.was_categorical_dtype}
+             "was_categorical_dtype": c.was_categorical_dtype,
+             "dtype": None if c.dtype is None else np.dtype(c.dtype).name,
+             "indexed": bool(c.indexed)}
             for c in layout.columns
         ],
     }
+
+
+def _column_dtype(name):
+    """A saved column dtype (a NumPy integer or float name), or None (files before it)."""
+    if name is None:
+        return None
+    dtype = np.dtype(str(name))
+    if dtype.kind not in "iuf":
+        raise ValueError(f"a column dtype of {dtype} is not a numeric one")
+    return dtype
 
 
 def _layout_from_json(data: dict):
@@ -166,7 +188,9 @@ def _layout_from_json(data: dict):
 
     columns = [Column(c["name"], c["kind"], int(c["start"]), int(c["stop"]),
                       tuple(c["categories"]), bool(c["ordered_categorical"]),
-                      bool(c["was_categorical_dtype"])) for c in data["columns"]]
+                      bool(c["was_categorical_dtype"]), _column_dtype(c.get("dtype")),
+                      indexed=bool(c.get("indexed", False)))  # absent before: one-hot
+               for c in data["columns"]]
     return TabularLayout(
         columns=columns, standardize=bool(data["standardize"]),
         center=np.asarray(data["center"], dtype=np.float64),
@@ -192,23 +216,80 @@ def _is_ensemble(estimator) -> bool:
     return type(estimator).__name__ == "AutoencoderEnsemble"
 
 
+def _stream_state(estimator) -> dict:
+    """What partial_fit continues from (absent from files before it: estimated on load)."""
+    state = {}
+    if hasattr(estimator, "n_samples_seen_"):
+        state["n_samples_seen_"] = int(estimator.n_samples_seen_)
+        state["effective_n_samples_"] = float(estimator.effective_n_samples_)
+        for name in _STREAM_ARRAYS:
+            state[name] = _plain(np.asarray(getattr(estimator, name), dtype=np.float64))
+    if getattr(estimator, "pretrain_losses_", None) is not None:
+        state["pretrain_losses_"] = [float(v) for v in estimator.pretrain_losses_]
+    return state
+
+
+def _restore_stream_state(estimator, fitted: dict) -> None:
+    if "n_samples_seen_" in fitted:
+        n_gaussian = len(estimator.layout_.gaussian_positions)
+        arrays = {name: np.asarray(fitted[name], dtype=np.float64) for name in _STREAM_ARRAYS}
+        if any(a.shape != (n_gaussian,) for a in arrays.values()):
+            raise ValueError(f"the running statistics do not have one value per real column "
+                             f"({n_gaussian})")
+        estimator.n_samples_seen_ = int(fitted["n_samples_seen_"])
+        estimator.effective_n_samples_ = float(fitted["effective_n_samples_"])
+        for name, value in arrays.items():
+            setattr(estimator, name, value)
+    if "pretrain_losses_" in fitted:
+        estimator.pretrain_losses_ = [float(v) for v in fitted["pretrain_losses_"]]
+
+
 def _model_state(estimator) -> dict:
     """The class-specific learned sizes and statistics, as JSON values."""
+    calibration = {name: _plain(np.asarray(getattr(estimator, name), dtype=np.float64))
+                   for name in _CALIBRATION_ARRAYS if hasattr(estimator, name)}
+    calibration.update(_stream_state(estimator))
     if _is_ensemble(estimator):
         return {
             "latent_dims_": [int(k) for k in estimator.latent_dims_],
             **{name: int(getattr(estimator, name)) for name in _ENSEMBLE_INTS},
             **{name: _plain(np.asarray(getattr(estimator, name), dtype=np.float64))
                for name in _ENSEMBLE_ARRAYS},
+            **calibration,
         }
     return {
+        **calibration,
         "hidden_sizes_": [int(h) for h in estimator.hidden_sizes_],
         "latent_dim_": int(estimator.latent_dim_),
         "score_seed": int(estimator._score_seed),
+        "noise_var_": (None if getattr(estimator, "noise_var_", None) is None
+                       else _plain(np.asarray(estimator.noise_var_, dtype=np.float64))),
     }
 
 
+def _restore_calibration(estimator, fitted: dict) -> None:
+    """The per-column score calibration, when the file has it (older files do not), checked."""
+    present = [name for name in _CALIBRATION_ARRAYS if name in fitted]
+    if not present:
+        return
+    if len(present) != len(_CALIBRATION_ARRAYS):
+        raise ValueError(f"the config holds only part of the column calibration ({present})")
+    levels, quantiles, tail = (np.asarray(fitted[name], dtype=np.float64)
+                               for name in _CALIBRATION_ARRAYS)
+    n_columns = len(estimator.layout_.columns)
+    if (levels.ndim != 1 or quantiles.shape != (len(levels), n_columns)
+            or tail.shape != (n_columns,)):
+        raise ValueError(
+            f"the column calibration has shapes {levels.shape}, {quantiles.shape} and "
+            f"{tail.shape}, but the layout has {n_columns} columns")
+    estimator.feature_quantile_levels_ = levels
+    estimator.feature_quantiles_ = quantiles
+    estimator.feature_tail_scale_ = tail
+
+
 def _restore_model_state(estimator, fitted: dict) -> None:
+    _restore_calibration(estimator, fitted)
+    _restore_stream_state(estimator, fitted)
     if _is_ensemble(estimator):
         estimator.latent_dims_ = tuple(int(k) for k in fitted["latent_dims_"])
         for name in _ENSEMBLE_INTS:
@@ -219,6 +300,8 @@ def _restore_model_state(estimator, fitted: dict) -> None:
     estimator.hidden_sizes_ = tuple(int(h) for h in fitted["hidden_sizes_"])
     estimator.latent_dim_ = int(fitted["latent_dim_"])
     estimator._score_seed = int(fitted["score_seed"])
+    if fitted.get("noise_var_") is not None:  # absent from files written before sampling
+        estimator.noise_var_ = np.asarray(fitted["noise_var_"], dtype=np.float64)
 
 
 # ---------------------------------------------------------------- windowed detectors
@@ -372,7 +455,8 @@ def save(estimator, path) -> Path:
     estimator : fitted Autoencoder (or one of its subclasses), AutoencoderEnsemble
         (:func:`aepipe.make_default_detector`), or a windowed detector
         (:func:`aepipe.make_default_sensor_detector`, ``WindowedPCA``, ...)
-        with its threshold
+        with its threshold, or a fitted :class:`aepipe.retrieval.CodeIndex` (its
+        encoder, codes and ids; the search structure is rebuilt on load)
     path : str or path-like
         The zip file to write; replaced atomically if it exists.
 
@@ -398,6 +482,8 @@ def save(estimator, path) -> Path:
     import sklearn
     import torch
 
+    if _is_index(estimator):
+        return _save_index(estimator, path)
     _check_savable(estimator)
     if type(estimator).__name__ in _WINDOWED:
         # One history per net; the fitted attributes are stored generically.
@@ -438,6 +524,11 @@ def save(estimator, path) -> Path:
             f"The estimator cannot be saved in the safe format: {error}. Category values must "
             "be strings, numbers or booleans."
         ) from error
+    return _write_archive(path, config_bytes, members)
+
+
+def _write_archive(path, config_bytes: bytes, members: dict) -> Path:
+    """The zip of ``config.json`` and ``members``, written to a temporary file and moved in."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -531,7 +622,8 @@ def load(path, *, device: str | None = None):
 
     Returns
     -------
-    estimator : fitted Autoencoder (or subclass), AutoencoderEnsemble or windowed detector
+    estimator : fitted Autoencoder (or subclass), AutoencoderEnsemble, windowed detector
+        or CodeIndex
 
     Raises
     ------
@@ -583,6 +675,8 @@ def load(path, *, device: str | None = None):
                     f"{CONFIG}; the file was modified or damaged."
                 )
             members[name] = data
+    if config.get("class") in _INDEXES:
+        return _load_index(config, members, path, device)
     if WEIGHTS not in members:
         raise ModelFileError(f"Model file {str(path)!r} lists no {WEIGHTS!r}.")
     class_name = config.get("class")
@@ -667,6 +761,91 @@ def _build(cls, config, members, device):
     estimator.net_ = net
     estimator.offset_ = float(fitted["offset_"])
     return estimator
+
+
+# ---------------------------------------------------------------- retrieval indexes
+def _is_index(obj) -> bool:
+    return type(obj).__name__ in _INDEXES and type(obj).__module__.startswith("aepipe.")
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _save_index(index, path) -> Path:
+    """A :class:`~aepipe.retrieval.CodeIndex`: its encoder's model file, codes and ids."""
+    import sklearn
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(index)
+    members = {}
+    if index.encoder is not None:
+        try:
+            _check_savable(index.encoder)
+        except TypeError as error:
+            raise TypeError(
+                f"The CodeIndex cannot be saved in aepipe's format because its encoder cannot: "
+                f"{error}"
+            ) from None
+        with tempfile.TemporaryDirectory(prefix="aepipe-index-") as tmp:
+            members[ENCODER] = save(index.encoder, Path(tmp) / ENCODER).read_bytes()
+    members[CODES] = _npy(index.codes_)
+    members[IDS] = _npy(index.ids_)
+    params = {name: _plain(value) for name, value in index.get_params(deep=False).items()
+              if name != "encoder"}
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "versions": {"aepipe": __version__, "scikit-learn": sklearn.__version__},
+        "class": type(index).__name__,
+        "params": params,
+        "fitted": {"method_": index.method_, "n_indexed_": int(index.n_indexed_)},
+        "members": {name: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+                    for name, data in members.items()},
+    }
+    return _write_archive(path, json.dumps(config, indent=1, allow_nan=False).encode(), members)
+
+
+def _load_index(config: dict, members: dict, path, device):
+    try:
+        return _build_index(config, members, device)
+    except ModelFileError:
+        raise
+    except Exception as error:  # whatever the stored state makes the rebuild fail with
+        raise ModelFileError(
+            f"Model file {str(path)!r} cannot be rebuilt into a CodeIndex "
+            f"({type(error).__name__}: {error})."
+        ) from None
+
+
+def _build_index(config: dict, members: dict, device):
+    from .retrieval import CodeIndex
+
+    params = dict(config["params"])
+    unknown = sorted(set(params) - (set(CodeIndex().get_params(deep=False)) - {"encoder"}))
+    if unknown:
+        raise ModelFileError(f"The model file sets unknown parameters {unknown} of CodeIndex.")
+    for name in (CODES, IDS):
+        if name not in members:
+            raise ModelFileError(f"The CodeIndex file lists no {name!r}.")
+    encoder = None
+    if ENCODER in members:
+        with tempfile.TemporaryDirectory(prefix="aepipe-index-") as tmp:
+            nested = Path(tmp) / ENCODER
+            nested.write_bytes(members[ENCODER])
+            encoder = load(nested, device=device)
+    codes = np.load(io.BytesIO(members[CODES]), allow_pickle=False)
+    ids = np.load(io.BytesIO(members[IDS]), allow_pickle=False)
+    fitted = config["fitted"]
+    if codes.ndim != 2 or codes.dtype != np.float32 or ids.shape != (len(codes),) or (
+            ids.dtype.kind not in "iU") or len(codes) != int(fitted["n_indexed_"]):
+        raise ValueError(f"codes {codes.shape} {codes.dtype} and ids {ids.shape} {ids.dtype} do "
+                         f"not make an index of {fitted['n_indexed_']} records")
+    index = CodeIndex(encoder, **params)
+    index._restore(codes, ids, fitted["method_"])
+    return index
 
 
 def _load_weights(members, device) -> dict:

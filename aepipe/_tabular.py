@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import math
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from numbers import Integral, Real
@@ -62,6 +63,14 @@ class Column:
     ordered_categorical: bool = False
     was_categorical_dtype: bool = False
     dtype: object = None  # a Gaussian column's numeric dtype, restored by decode
+    # A categorical column with many categories is encoded by its category's index in
+    # one position (the network still sees a one-hot group, expanded a batch at a time).
+    indexed: bool = False
+
+    @property
+    def n_values(self) -> int:
+        """Width of the column's one-hot group as the network sees it (1 if not categorical)."""
+        return len(self.categories) if self.kind == CATEGORICAL else 1
 
 
 def _is_bool_dtype(series: pd.Series) -> bool:
@@ -220,6 +229,90 @@ def needs_tabular_layout(X, feature_types) -> bool:
     )
 
 
+# Identifier columns. A unique string is a category every new record misses
+# (it cannot be scored); a row number or key as a number ties the score to where a
+# record sits. Refused at fit unless the column's kind is declared in feature_types.
+_ID_MIN_ROWS = 20  # fewer rows: unique values are normal
+_ID_DISTINCT_SHARE = 0.95  # a text column with more distinct values is an identifier or free text
+_ID_NAMES = {"id", "uuid", "guid", "key", "idx", "index", "row", "row_id", "rownum",
+             "row_number", "record", "record_id"}
+
+
+def _named_like_id(name) -> bool:
+    text = str(name)
+    lower = text.lower()
+    return (lower in _ID_NAMES or lower.endswith(("_id", "-id", " id", ".id", "_key", "_uuid"))
+            or (len(text) > 2 and text[-2:] in ("Id", "ID") and text[-3].isalnum()))
+
+
+def id_like_reason(series: pd.Series) -> str | None:
+    """Why a column looks like a record identifier, or None.
+
+    Text (or category) columns with more than 95 % distinct values among at
+    least 20 non-missing ones; integer columns whose values are all distinct
+    and either consecutive (a row number) or under an identifier's name
+    (``id``, ``customer_id``, ``orderId`` ...). Floats, booleans and dates
+    are never identifiers here.
+    """
+    dtype = series.dtype
+    values = series.dropna()
+    n = len(values)
+    if n < _ID_MIN_ROWS or _is_bool_dtype(series):
+        return None
+    if pd.api.types.is_integer_dtype(dtype):
+        if values.nunique() < n:
+            return None
+        low, high = int(values.min()), int(values.max())
+        if high - low == n - 1:
+            return (f"the consecutive integers {low} to {high}, one per row: as a number it "
+                    "would tie each score to the record's position")
+        if _named_like_id(series.name):
+            return (f"{n} distinct integers in {n} rows under an identifier's name: as a number "
+                    "it would tie each score to the record's key")
+        return None
+    textual = isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype)
+    if not textual:
+        return None
+    if pd.api.types.is_object_dtype(dtype) and not all(isinstance(v, str) for v in values):
+        return None  # numbers, mixed or container cells: kind inference says what is wrong
+    try:
+        distinct = values.nunique()
+    except TypeError:  # unhashable cells
+        return None
+    if distinct <= _ID_DISTINCT_SHARE * n:
+        return None
+    return (f"{distinct} distinct values in {n} rows: as a category nearly every new "
+            "record would hold an unseen value and fail to score")
+
+
+def id_like_columns(frame: pd.DataFrame, *, skip=()) -> dict:
+    """``{column: reason}`` for the columns of ``frame`` that look like identifiers.
+
+    Columns named in ``skip`` (declared in ``feature_types``, a windowed
+    detector's time column ...) are not checked. See :func:`id_like_reason`.
+    """
+    skipped = set(skip)
+    found = {}
+    for name in frame.columns:
+        if name in skipped:
+            continue
+        reason = id_like_reason(frame[name])
+        if reason is not None:
+            found[_plain_name(name)] = reason
+    return found
+
+
+def refuse_id_columns(frame: pd.DataFrame, *, skip=()) -> None:
+    """Raise a DataValidationError naming the first identifier-like column, and the fix."""
+    for name, reason in id_like_columns(frame, skip=skip).items():
+        raise DataValidationError(
+            f"Column {name!r} looks like a record identifier ({reason}). Drop it before "
+            f"fitting, e.g. X.drop(columns=[{name!r}]) (keep it aside to name records), or "
+            f"declare its kind, e.g. feature_types={{{name!r}: 'categorical'}}, if it really "
+            "is a feature."
+        )
+
+
 def _position(index, row: int) -> str:
     """``row 3`` or ``row 3 (index 'b')``: the row's position, and its label if different."""
     if index is None:
@@ -345,17 +438,29 @@ class TabularLayout:
 
     # ---------------------------------------------------------------- build
     @classmethod
-    def from_array(cls, X: np.ndarray, *, names, standardize: bool) -> TabularLayout:
-        """Layout for an all-real matrix (every column Gaussian)."""
-        columns = [Column(str(name), GAUSSIAN, j, j + 1) for j, name in enumerate(names)]
+    def from_array(cls, X: np.ndarray, *, names, standardize: bool,
+                   dtypes=None) -> TabularLayout:
+        """Layout for an all-real matrix (every column Gaussian).
+
+        ``dtypes``: the input frame's column dtypes, kept so that records
+        generated from the model come back in them (None for arrays).
+        """
+        dtypes = [None] * len(names) if dtypes is None else [_numeric_dtype(d) for d in dtypes]
+        columns = [Column(str(name), GAUSSIAN, j, j + 1, dtype=dtype)
+                   for j, (name, dtype) in enumerate(zip(names, dtypes))]
         layout = cls(columns=columns, standardize=standardize, numeric_only=True)
         layout._fit_gaussian_stats(np.asarray(X, dtype=np.float64))
         return layout
 
     @classmethod
     def from_frame(cls, X, *, feature_types, standardize: bool,
-                   allow_missing: bool = False) -> TabularLayout:
-        """Layout for a DataFrame (or array with ``feature_types``) of mixed kinds."""
+                   allow_missing: bool = False, max_one_hot: int | None = None) -> TabularLayout:
+        """Layout for a DataFrame (or array with ``feature_types``) of mixed kinds.
+
+        ``max_one_hot``: a categorical column with more categories is encoded
+        by index (one position holding the category's number, see
+        :meth:`expansion_plan`) instead of a one-hot group; None: never.
+        """
         frame = as_frame(X)
         declared = dict(feature_types or {})
         unknown = [key for key in declared if key not in frame.columns]
@@ -364,6 +469,7 @@ class TabularLayout:
                 f"feature_types names columns {unknown!r} that are not in X; the columns "
                 f"are {list(frame.columns)!r}."
             )
+        refuse_id_columns(frame, skip=declared)
         columns, start = [], 0
         for name in frame.columns:
             series = frame[name]
@@ -382,10 +488,12 @@ class TabularLayout:
             if kind == CATEGORICAL:
                 categories = _categories_of(series, name, allow_missing)
                 is_cat = isinstance(series.dtype, pd.CategoricalDtype)
+                indexed = max_one_hot is not None and len(categories) > max_one_hot
                 column = Column(
-                    name, kind, start, start + len(categories), tuple(categories),
+                    name, kind, start, start + (1 if indexed else len(categories)),
+                    tuple(categories),
                     ordered_categorical=bool(is_cat and series.dtype.ordered),
-                    was_categorical_dtype=is_cat,
+                    was_categorical_dtype=is_cat, indexed=indexed,
                 )
             else:
                 column = Column(name, kind, start, start + 1,
@@ -439,8 +547,51 @@ class TabularLayout:
 
     @property
     def widths(self) -> list[tuple[str, int]]:
-        """``(kind, width)`` per original column, what the likelihood head needs."""
-        return [(c.kind, c.stop - c.start) for c in self.columns]
+        """``(kind, width)`` per original column, what the likelihood head needs.
+
+        The widths the network sees: a categorical column encoded by index
+        is a one-hot group of all its categories there.
+        """
+        return [(c.kind, c.n_values) for c in self.columns]
+
+    @property
+    def n_expanded(self) -> int:
+        """Width of the network's input: every categorical column one-hot."""
+        return int(sum(c.n_values for c in self.columns))
+
+    @property
+    def sizing_width(self) -> int:
+        """How many inputs ``"auto"`` network sizes count.
+
+        One per real or boolean column and per one-hot position; a
+        categorical column encoded by index counts ``ceil(log2(n_categories))``
+        (the bits that name a category): thousands of categories are one
+        column of information, not thousands.
+        """
+        return int(sum(max(1, math.ceil(math.log2(c.n_values))) if c.indexed
+                       else c.stop - c.start for c in self.columns))
+
+    def expansion_plan(self):
+        """How encoded rows become the network's one-hot rows; None when they already are.
+
+        Returns a dict: ``dense_from``/``dense_to`` (int arrays), the encoded
+        positions copied as they are and where they go; ``indexed``, a list of
+        ``(encoded position, first one-hot position, n_categories)`` for the
+        columns encoded by index; ``n_expanded``.
+        """
+        if not any(c.indexed for c in self.columns):
+            return None
+        dense_from, dense_to, indexed, position = [], [], [], 0
+        for c in self.columns:
+            if c.indexed:
+                indexed.append((c.start, position, c.n_values))
+            else:
+                dense_from += range(c.start, c.stop)
+                dense_to += range(position, position + c.stop - c.start)
+            position += c.n_values
+        return {"dense_from": np.asarray(dense_from, dtype=np.int64),
+                "dense_to": np.asarray(dense_to, dtype=np.int64),
+                "indexed": indexed, "n_expanded": position}
 
     @property
     def gaussian_positions(self) -> np.ndarray:
@@ -454,13 +605,30 @@ class TabularLayout:
         """
         return ~np.isnan(encoded[:, [c.start for c in self.columns]])
 
-    def encode(self, X, *, allow_missing: bool = False) -> np.ndarray:
+    def unknown_mask(self, encoded: np.ndarray):
+        """Boolean (n_samples, n_columns): categorical entries holding a category unseen at fit.
+
+        Such entries are encoded as -1 (``handle_unknown="score"``, see
+        :meth:`encode`); None when the layout has no categorical column.
+        """
+        if not any(c.kind == CATEGORICAL for c in self.columns):
+            return None
+        starts = [c.start for c in self.columns]
+        is_categorical = np.array([c.kind == CATEGORICAL for c in self.columns])
+        with np.errstate(invalid="ignore"):
+            return (encoded[:, starts] < 0) & is_categorical
+
+    def encode(self, X, *, allow_missing: bool = False,
+               allow_unknown: bool = False) -> np.ndarray:
         """Encoded float32 matrix (n_samples, n_encoded) for validated input X.
 
         With ``allow_missing`` a missing entry (NaN, None, pd.NA) is kept as NaN
         at its encoded positions (the whole one-hot group of a categorical
         column): the NaNs are the missing-value mask (:meth:`observed`).
         Without it, a missing entry raises a :class:`DataValidationError`.
+        With ``allow_unknown`` a category not seen at fit is encoded as -1 at
+        its positions (:meth:`unknown_mask`); without it, it is an error. A
+        categorical column encoded by index holds the category's number.
         """
         if self.numeric_only:
             values = np.asarray(X)
@@ -511,10 +679,16 @@ class TabularLayout:
             elif column.kind == BERNOULLI:
                 out[:, column.start] = _binary_column(series, column.name, allow_missing)
             else:
-                codes = _category_codes(series, column, allow_missing)
+                codes = _category_codes(series, column, allow_missing, allow_unknown)
                 known = codes >= 0
-                out[np.flatnonzero(known), column.start + codes[known]] = 1.0
-                out[~known, column.start:column.stop] = np.nan
+                if column.indexed:
+                    out[:, column.start] = codes
+                else:
+                    out[np.flatnonzero(known), column.start + codes[known]] = 1.0
+                if not known.all():
+                    missing = series.isna().to_numpy()
+                    out[~known & missing, column.start:column.stop] = np.nan
+                    out[~known & ~missing, column.start:column.stop] = -1.0
         bad_mask = ~np.isfinite(out)
         if allow_missing:
             bad_mask &= ~np.isnan(out)
@@ -558,7 +732,9 @@ class TabularLayout:
                 data[column.name] = block[:, 0] >= 0.5
             else:
                 categories = np.asarray(column.categories, dtype=object)
-                picked = categories[block.argmax(axis=1)]
+                # A column encoded by index carries the most probable category's number.
+                picked = categories[np.rint(block[:, 0]).astype(np.int64) if column.indexed
+                                    else block.argmax(axis=1)]
                 if column.was_categorical_dtype:
                     picked = pd.Categorical(
                         picked, categories=list(column.categories),
@@ -636,7 +812,7 @@ def _categories_of(series: pd.Series, name, allow_missing: bool = False) -> list
 
 
 def _category_codes(series: pd.Series, column: Column,
-                    allow_missing: bool = False) -> np.ndarray:
+                    allow_missing: bool = False, allow_unknown: bool = False) -> np.ndarray:
     # Index.get_indexer, not pd.Categorical(values, categories): pandas deprecates
     # building a Categorical from values outside its categories (unseen ones here).
     try:
@@ -651,6 +827,8 @@ def _category_codes(series: pd.Series, column: Column,
     unknown = codes < 0
     if allow_missing:
         unknown &= series.notna().to_numpy()
+    if allow_unknown:
+        unknown &= series.isna().to_numpy()  # unseen categories pass (as -1); missing do not
     if unknown.any():
         row = int(np.flatnonzero(unknown)[0])
         value = series.iloc[row]
@@ -660,7 +838,9 @@ def _category_codes(series: pd.Series, column: Column,
         raise DataValidationError(
             f"Column {column.name!r} has {what} at {_position(series.index, row)} that was not "
             f"seen during fit (known: {shown}). Map it to a known category or refit on data "
-            "that includes it."
+            "that includes it" + ("." if pd.isna(value) else
+                                  ", or score it as maximally surprising with "
+                                  "handle_unknown='score'.")
         )
     return codes
 

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from aepipe.cli import cli
 from aepipe.datasets import make_mixed_table
 
-COMMANDS = ["demo", "fit", "score", "compare", "explain", "serve"]
+COMMANDS = ["demo", "fit", "score", "compare", "explain", "serve", "neighbors"]
 
 TINY_AE = {
     "description": "tiny autoencoder for tests",
@@ -135,7 +135,7 @@ def test_fit_score_explain_round_trip(tmp_path, table_csv, fitted_model):
     )
     assert proc.returncode == 0, proc.stderr
     scores = pd.read_csv(out)
-    assert list(scores.columns[:3]) == ["record_id", "anomaly_score", "is_anomaly"]
+    assert list(scores.columns[:3]) == ["record_id", "anomaly_score", "predicted_anomaly"]
     assert "top3_column" in scores.columns
     assert scores["record_id"].tolist() == list(range(1000, 1200))
 
@@ -204,13 +204,13 @@ def test_fit_search_config_prints_leaderboard(tmp_path, table_csv):
 @pytest.mark.parametrize(
     "args, code, match",
     [
-        (["fit", "--pipeline", "tabular_mixed", "--data", "missing.csv"], 1, "missing.csv"),
+        (["fit", "--pipeline", "tabular", "--data", "missing.csv"], 1, "missing.csv"),
         (["fit", "--pipeline", "no_such_config", "--data", "{csv}"], 1, "ready-made"),
         (["fit", "--pipeline", "{bad_config}", "--data", "{csv}"], 1, "'stepz'"),
         (["fit", "--pipeline", "{config}", "--data", "{csv}", "--label-column", "nope"], 1,
          "'nope'"),
-        (["fit", "--pipeline", "{config}", "--data", "{csv}", "--tracking-uri",
-          "http://127.0.0.1:9"], 1, "Cannot reach"),
+        (["fit", "--pipeline", "{config}", "--data", "{csv}", "--id-column", "record_id",
+          "--tracking-uri", "http://127.0.0.1:9"], 1, "Cannot reach"),
         (["fit", "--pipeline", "{config}", "--data", "{txt}"], 2, "unsupported suffix"),
         (["score", "--model", "no/such/model", "--data", "{csv}", "--out", "o.csv"], 1,
          "no/such/model"),
@@ -427,7 +427,7 @@ def test_fit_sets_the_alarm_limit_from_the_command_line(tmp_path, table_csv, con
                     "--drop-column", "record_id", "--drop-column", "label",
                     "--contamination", "0.1")
     assert result.exit_code == 0, result.output
-    rate = float(re.search(r"anomaly_rate=([0-9.]+)", result.stderr).group(1))
+    rate = float(re.search(r"train_anomaly_rate=([0-9.]+)", result.stderr).group(1))
     assert rate == pytest.approx(0.1, abs=0.02)
     result = invoke("fit", "--pipeline", config_file, "--data", table_csv,
                     "--drop-column", "record_id", "--threshold", "pot")

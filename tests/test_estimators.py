@@ -95,9 +95,10 @@ def test_outlier_contract(cls, fitted, X):
     labels = det.predict(X)
     assert set(np.unique(labels)) <= {-1, 1}
     np.testing.assert_array_equal(labels == -1, det.decision_function(X) < 0)
-    per_feature = det.feature_scores(X)
+    per_feature = det.feature_nll(X)
     assert isinstance(per_feature, pd.DataFrame) and per_feature.shape == X.shape
     np.testing.assert_allclose(per_feature.sum(axis=1), det.anomaly_score(X), rtol=1e-6)
+    assert det.feature_scores(X).shape == X.shape
 
 
 @pytest.mark.parametrize("cls", ALL)
@@ -200,10 +201,11 @@ def test_mixed_frame_end_to_end(cls, mixed):
                      "colour": "categorical", "shop": "categorical"}
     scores = det.score_samples(mixed)
     assert np.isfinite(scores).all()
-    per_column = det.feature_scores(mixed)
+    per_column = det.feature_nll(mixed)
     assert list(per_column.columns) == list(mixed.columns)
     pd.testing.assert_index_equal(per_column.index, mixed.index)
     np.testing.assert_allclose(per_column.sum(axis=1), -scores, rtol=1e-6)
+    assert list(det.feature_scores(mixed).columns) == list(mixed.columns)
     recon = det.reconstruct(mixed)
     pd.testing.assert_series_equal(recon.dtypes, mixed.dtypes)
     pd.testing.assert_index_equal(recon.index, mixed.index)
@@ -219,7 +221,7 @@ def test_mixed_frame_flags_broken_category_column(mixed):
     det = Autoencoder(max_epochs=60, early_stopping=False, random_state=0, batch_size=32,
                       learning_rate=1e-2).fit(train)
     probe = train.iloc[:20].assign(shop=np.where(train["flag"].iloc[:20], "south", "north"))
-    normal, broken = det.feature_scores(train.iloc[:20]), det.feature_scores(probe)
+    normal, broken = det.feature_nll(train.iloc[:20]), det.feature_nll(probe)
     assert broken["shop"].mean() > 3 * normal["shop"].mean()
     np.testing.assert_allclose(broken["amount"], normal["amount"], rtol=0.5, atol=0.5)
     assert (det.anomaly_score(probe) > det.anomaly_score(train.iloc[:20])).mean() >= 0.9
@@ -357,7 +359,7 @@ def test_pca_constant_and_rank_deficient(statistic, n_components):
     scores = det.score_samples(probe)
     assert np.isfinite(scores).all()
     assert np.isfinite(det.hotelling_t2(probe)).all() and np.isfinite(det.spe(probe)).all()
-    contributions = det.feature_scores(probe)
+    contributions = det.feature_nll(probe)
     np.testing.assert_allclose(contributions.sum(axis=1), -scores, rtol=1e-6, atol=1e-8)
 
 

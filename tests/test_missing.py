@@ -65,7 +65,7 @@ def test_every_autoencoder_fits_and_scores_with_missing_values(Estimator):
 
 def test_missing_entries_add_nothing_to_the_feature_scores():
     X, holes = _with_holes(np.random.default_rng(0).normal(size=(60, 4)), 0.2)
-    scores = Autoencoder(handle_missing="mask", **FAST).fit(X).feature_scores(X).to_numpy()
+    scores = Autoencoder(handle_missing="mask", **FAST).fit(X).feature_nll(X).to_numpy()
     assert (scores[holes] == 0).all()
     assert (scores[~holes] != 0).all()
 

@@ -116,10 +116,11 @@ def test_per_timestamp_outputs(detector):
     det = clone(detector).fit(frame)
     scores = det.score_samples(frame)
     assert scores.shape == (len(frame),) and np.isfinite(scores).all()
-    contributions = det.feature_scores(frame)
+    contributions = det.feature_nll(frame)
     assert list(contributions.columns) == ["s0", "s1", "s2"]
     assert contributions.index.equals(frame.index)
     np.testing.assert_allclose(contributions.sum(axis=1), -scores, rtol=1e-6, atol=1e-9)
+    assert det.feature_scores(frame).index.equals(frame.index)
     assert set(np.unique(det.predict(frame))) <= {-1, 1}
     np.testing.assert_allclose(det.decision_function(frame), scores + det.threshold_)
     recon = det.reconstruct(frame)
@@ -268,11 +269,11 @@ def test_block_wise_scoring_matches_whole_stream_scoring(monkeypatch, detector, 
 
     frame = _gappy_stream()
     model = clone(detector).set_params(point_rule=rule).fit(frame.iloc[:120])
-    whole = model.feature_scores(frame).to_numpy()
+    whole = model.feature_nll(frame).to_numpy()
     recon = model.reconstruct(frame).to_numpy() if not isinstance(model, WindowedPCA) else None
     # Blocks of `width` rows: every block borrows `width - 1` rows from each side.
     monkeypatch.setattr(base, "_BLOCK_VALUES", 1)
-    blocked = model.feature_scores(frame).to_numpy()
+    blocked = model.feature_nll(frame).to_numpy()
     # float32 networks may pick other kernels for other batch sizes: float32 tolerance.
     np.testing.assert_allclose(blocked, whole, rtol=1e-6, atol=1e-9)
     if recon is not None:

@@ -58,10 +58,22 @@ def _echo_err(message: str) -> None:
     click.echo(message, err=True)
 
 
+def _verbosity() -> int:
+    ctx = click.get_current_context(silent=True)
+    return ((ctx.find_root().obj or {}).get("verbose", 0)) if ctx else 0
+
+
 def _status(message: str) -> None:
-    """A progress note for a person at a terminal (kept out of logs and of error output)."""
-    if sys.stderr.isatty():
+    """A progress note on stderr, for a person at a terminal or with -v (never on stdout)."""
+    if sys.stderr.isatty() or _verbosity():
         click.echo(message, err=True)
+
+
+def _progress_disabled(show: bool = True):
+    """tqdm's ``disable``: shown with -v, else only on a terminal (None), or hidden."""
+    if not show:
+        return True
+    return False if _verbosity() else None
 
 
 class _Group(click.Group):
@@ -113,7 +125,9 @@ class _Group(click.Group):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
              no_args_is_help=True)
 @click.version_option(__version__, prog_name="aepipe")
-@click.option("-v", "--verbose", count=True, help="Show progress logs (-vv: MLflow's too).")
+@click.option("-v", "--verbose", count=True,
+              help="Show progress on stderr even when it is not a terminal, and progress "
+                   "logs (-vv: MLflow's too).")
 @click.option("--threads", type=click.IntRange(1), default=None, metavar="N",
               help="CPU threads for torch [default: 1 for demo and compare, torch's default "
                    "otherwise].")
@@ -128,7 +142,7 @@ def cli(ctx, verbose, threads):
     Errors print one line; set AEPIPE_DEBUG=1 for the traceback.
     """
     _quiet_libraries(verbose)
-    ctx.obj = {"threads": threads}
+    ctx.obj = {"threads": threads, "verbose": verbose}
 
 
 def _set_threads(default: int | None) -> None:
@@ -150,6 +164,7 @@ def _set_threads(default: int | None) -> None:
 # ---------------------------------------------------------------- search runs
 def _run_search(search, X, y, *, experiment, run_name, tracking_uri, out_dir, show_progress=True):
     """Fit and track a search with a progress bar; print the leaderboard; write plots."""
+    import numpy as np
     from tqdm.auto import tqdm
 
     from ..pipelines import search_leaderboard
@@ -167,7 +182,7 @@ def _run_search(search, X, y, *, experiment, run_name, tracking_uri, out_dir, sh
     original_scoring = search.scoring
     total = search_size(search)
     with tqdm(total=total, desc="grid search (candidate x fold)", unit="fit", file=sys.stderr,
-              disable=None if show_progress else True, dynamic_ncols=True) as bar:
+              disable=_progress_disabled(show_progress), dynamic_ncols=True) as bar:
         first = next(iter(original_scoring))
         search.scoring = {
             name: TickingScorer(scorer, bar) if name == first else scorer
@@ -192,7 +207,9 @@ def _run_search(search, X, y, *, experiment, run_name, tracking_uri, out_dir, sh
         out_dir.mkdir(parents=True, exist_ok=True)
         board.to_csv(out_dir / "leaderboard.csv")
         written.append(out_dir / "leaderboard.csv")
-        written.append(plot_leaderboard(board, out_dir / "leaderboard.png"))
+        written.append(plot_leaderboard(
+            board, out_dir / "leaderboard.png",
+            anomaly_rate=None if y is None else float(np.mean(y))))
         frame = score_frame(search.best_estimator_, X, top_k=3)
         detector = search.best_estimator_.steps[-1][1]
         offset = getattr(detector, "offset_", None)
@@ -292,13 +309,18 @@ def demo(out_dir, quick, n_samples, max_epochs, cv, seed, experiment, tracking_u
 
 # ---------------------------------------------------------------- fit
 @cli.command()
-@click.option("--pipeline", "pipeline_config", required=True, metavar="CONFIG",
-              help="A pipeline config file (JSON), or a ready-made one's name: "
-                   "tabular_mixed, sensor, ae_vs_pca_search.")
+@click.option("--pipeline", "pipeline_config", default="tabular", show_default=True,
+              metavar="CONFIG",
+              help="A pipeline config file (JSON), or a ready-made one's name: tabular (the "
+                   "recommended detector for a table, aepipe.make_default_detector()), sensor "
+                   "(the recommended one for multichannel streams), autoencoder (a single "
+                   "autoencoder, a baseline), ae_vs_pca_search.")
 @click.option("--data", required=True, type=click.Path(dir_okay=True), help="Training data (CSV or Parquet).")
 @click.option("--label-column", default=None,
               help="Column of labels (1 = anomaly): removed from the features, used for "
                    "metrics and by a search's labelled scorers.")
+@click.option("--id-column", default=None,
+              help="Column that identifies a record (a customer id, a row number): not a feature.")
 @click.option("--drop-column", multiple=True, help="Column not to use as a feature (repeatable).")
 @experiment_option
 @click.option("--run-name", default=None, help="MLflow run name.")
@@ -312,30 +334,43 @@ def demo(out_dir, quick, n_samples, max_epochs, cv, seed, experiment, tracking_u
 @click.option("--threshold", "threshold_name", default=None, metavar="NAME",
               help="Alarm-limit rule of a windowed (sensor) detector, e.g. control_chart, pot, "
                    "spot (see aepipe.thresholds.make_threshold).")
-def fit(pipeline_config, data, label_column, drop_column, experiment, run_name,
+def fit(pipeline_config, data, label_column, id_column, drop_column, experiment, run_name,
         registered_model_name, tracking_uri, out_dir, contamination, threshold_name):
     """Fit a pipeline config on a file, log it to MLflow, print the model URI.
 
-    The model URI is printed alone on stdout's last line, so
-    MODEL=$(aepipe fit ... | tail -n 1) works; the run summary goes to stderr.
+    Without --pipeline it fits the detector we recommend for a table. The
+    model URI is printed alone on stdout's last line, so
+    MODEL=$(aepipe fit ... | tail -n 1) works; the run summary and the
+    progress (per epoch, on a terminal or with -v) go to stderr.
+
+    Columns that look like record identifiers (unique text, row numbers,
+    unique integers named like an id) are refused: name them with
+    --id-column or --drop-column.
     """
     from sklearn.model_selection import GridSearchCV
 
     from ..pipelines import build_from_config
+    from ..scoring import LABEL_FREE_SCORERS
     from ._io import plain_categories, read_table
 
     model = build_from_config(pipeline_config)
     _set_alarm_limit(model, contamination=contamination, threshold=threshold_name)
     frame = plain_categories(read_table(data))
     frame, y = _split_label(frame, label_column, data)
+    if id_column is not None:
+        from ._io import check_columns
+
+        check_columns(frame, [id_column], data, "--id-column")
+        frame = frame.drop(columns=[id_column])
     frame = _drop_columns(frame, drop_column, data)
+    _refuse_id_columns(frame, model, ("--id-column", "--drop-column"))
     _set_threads(None)
     if isinstance(model, GridSearchCV):
-        needs_labels = [name for name in model.scoring if name != "synthetic_auc"]
+        needs_labels = [name for name in model.scoring if name not in LABEL_FREE_SCORERS]
         if y is None and needs_labels:
             raise click.UsageError(
                 f"The config's search scores with {needs_labels}, which need labels: pass "
-                "--label-column, or set \"scoring\": \"synthetic_auc\" in the config."
+                "--label-column, or set \"scoring\": \"synthetic_anomaly_auc\" in the config."
             )
         run, _ = _run_search(model, frame, y, experiment=experiment, run_name=run_name,
                              tracking_uri=tracking_uri, out_dir=out_dir)
@@ -343,14 +378,78 @@ def fit(pipeline_config, data, label_column, drop_column, experiment, run_name,
         from ..tracking import track_fit
 
         _status(f"Fitting {type(model.steps[-1][1]).__name__} on {len(frame)} rows x "
-                  f"{frame.shape[1]} columns ...")
-        run = track_fit(model, frame, y, experiment_name=experiment, run_name=run_name,
-                        tracking_uri=tracking_uri, registered_model_name=registered_model_name)
+                f"{frame.shape[1]} columns ...")
+        with _epoch_progress(model):
+            run = track_fit(model, frame, y, experiment_name=experiment, run_name=run_name,
+                            tracking_uri=tracking_uri,
+                            registered_model_name=registered_model_name)
         shown = {k: v for k, v in run.metrics.items()
-                 if k in ("fit_time_s", "threshold", "anomaly_rate", "roc_auc", "average_precision")}
-        _echo_err("Metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in shown.items()))
+                 if k in ("fit_time_s", "threshold", "train_anomaly_rate", "train_roc_auc",
+                          "train_average_precision")}
+        _echo_err("Metrics (train_ = on the training data): "
+                  + ", ".join(f"{k}={v:.4g}" for k, v in shown.items()))
         _echo_err(f"Tracking URI: {run.tracking_uri}  (run {run.run_id})")
     click.echo(run.model_uri)
+
+
+def _final_detector(model):
+    """The detector a config's Pipeline (or a search's base Pipeline) ends in."""
+    estimator = getattr(model, "estimator", model) if hasattr(model, "param_grid") else model
+    while getattr(estimator, "steps", None):
+        estimator = estimator.steps[-1][1]
+    return estimator
+
+
+def _refuse_id_columns(frame, model, options=("--drop-column",)) -> None:
+    """Refuse identifier-like feature columns, naming the option that leaves them out.
+
+    A windowed detector's time and series columns are not features, and a
+    column whose kind the config declares (``feature_types``) is the user's choice.
+    """
+    from .._tabular import id_like_columns
+
+    detector = _final_detector(model)
+    skip = [getattr(detector, "time_column", None), getattr(detector, "series_column", None),
+            *(getattr(detector, "feature_types", None) or {})]
+    found = id_like_columns(frame, skip=[c for c in skip if c is not None])
+    if found:
+        name, reason = next(iter(found.items()))
+        more = f" (also {', '.join(map(repr, list(found)[1:]))})" if len(found) > 1 else ""
+        fixes = " or ".join(f"{option} {name}" for option in options)
+        raise click.ClickException(
+            f"column {name!r} looks like a record identifier ({reason}){more}. Leave it out "
+            f"of the features with {fixes}; declare its kind in the config's feature_types "
+            "if it really is a feature."
+        )
+
+
+class _epoch_progress:
+    """Show the detector's per-epoch progress on stderr (terminal or -v); stdout stays clean.
+
+    Sets ``verbose=1`` on the final detector for the fit (a tqdm bar over
+    epochs, and with -v skorch's epoch table through the log), and sends
+    anything a library prints on stdout to stderr meanwhile.
+    """
+
+    def __init__(self, model):
+        self.detector = _final_detector(model)
+        self.wanted = (sys.stderr.isatty() or bool(_verbosity())) and (
+            "verbose" in self.detector.get_params(deep=False))
+
+    def __enter__(self):
+        from contextlib import redirect_stdout
+
+        self.redirect = redirect_stdout(sys.stderr)
+        self.redirect.__enter__()
+        if self.wanted:
+            self.previous = self.detector.verbose
+            self.detector.set_params(verbose=max(1, self.previous or 0))
+        return self
+
+    def __exit__(self, *exc):
+        if self.wanted:
+            self.detector.set_params(verbose=self.previous)
+        return self.redirect.__exit__(*exc)
 
 
 def _set_alarm_limit(model, *, contamination, threshold) -> None:
@@ -444,6 +543,20 @@ def _grouped_by_series(chunks, column: str):
         yield chunk
 
 
+def _check_id_name(id_name) -> None:
+    """Refuse an --id-column named like a column of the scores it is copied into."""
+    import re
+
+    from ..scoring._explain import DECISION_COLUMN
+
+    if id_name in ("anomaly_score", DECISION_COLUMN) or re.fullmatch(
+            r"top\d+_(column|score)", str(id_name)):
+        raise click.UsageError(
+            f"--id-column {id_name!r} has the name of an output column (anomaly_score, "
+            f"{DECISION_COLUMN}, top1_column, top1_score, ...); rename that column in the "
+            "data file.")
+
+
 def _score_stream(model, data, *, chunk_size, id_column, drop_column, top_k, writer=None,
                   keep_top=0, show_progress=False, rejected=None):
     """Score a file chunk by chunk; write each chunk; keep the ``keep_top`` most anomalous rows.
@@ -462,6 +575,7 @@ def _score_stream(model, data, *, chunk_size, id_column, drop_column, top_k, wri
     n_rows = 0
     top = None
     id_name = id_column or "row"
+    _check_id_name(id_name)
     context = window_context(model)
     chunks = iter_table(data, chunk_size)
     series_column = series_column_of(model)
@@ -474,7 +588,7 @@ def _score_stream(model, data, *, chunk_size, id_column, drop_column, top_k, wri
         )
 
     with tqdm(desc="scoring", unit=" rows", file=sys.stderr,
-              disable=None if show_progress else True,
+              disable=_progress_disabled(show_progress),
               unit_scale=True) as bar:
         # iter_table indexes rows by their 0-based position in the file.
         for frame, first, stop in _stream_with_context(chunks, context):
@@ -552,7 +666,8 @@ def score(model, data, out, id_column, drop_column, top_k, chunk_size, tracking_
     """Score records from a file in chunks and write one row of scores per record.
 
     Output columns: the id column (or 'row'), anomaly_score (higher = more
-    anomalous), is_anomaly, then top1_column, top1_score, ... The output file
+    anomalous), predicted_anomaly (True where the model flags the record),
+    then top1_column, top1_score, ... The output file
     appears only when every row has been scored (a temporary file is renamed).
     """
     from ._io import atomic_table_writer, refuse_overwriting, table_format
@@ -655,11 +770,13 @@ def explain(model, data, id_column, drop_column, top_k, n_rows, out, chunk_size,
     """Per-record top contributing columns: which columns made a record anomalous.
 
     Prints the --rows most anomalous records with their top --top-k columns
-    and each column's share of the score (the per-column reconstruction
-    negative log-likelihood).
+    and how unusual each is for that column: -ln of the share of training
+    records at least as extreme in that column (2.3: a 1-in-10 value, 4.6:
+    1 in 100, 6.9: 1 in 1,000), so columns compare on one scale.
     """
     from contextlib import nullcontext
 
+    from ..scoring._explain import DECISION_COLUMN
     from ._io import atomic_table_writer, refuse_overwriting
 
     _check_header(data, [id_column, *drop_column])
@@ -668,7 +785,7 @@ def explain(model, data, id_column, drop_column, top_k, n_rows, out, chunk_size,
     with (atomic_table_writer(out) if out else nullcontext()) as writer:
         total, top = _score_stream(anomaly_model, data, chunk_size=chunk_size, id_column=id_column,
                                    drop_column=drop_column, top_k=top_k, writer=writer,
-                                   keep_top=n_rows)
+                                   keep_top=n_rows, show_progress=True)
     if "top1_column" not in top:
         raise click.UsageError("This model's detector has no per-column scores to explain.")
     id_name = id_column or "row"
@@ -678,13 +795,169 @@ def explain(model, data, id_column, drop_column, top_k, n_rows, out, chunk_size,
         for k in range(1, top_k + 1):
             if f"top{k}_column" in record:
                 parts.append(f"{record[f'top{k}_column']} ({record[f'top{k}_score']:.2f})")
-        flag = "ANOMALY" if record["is_anomaly"] else "normal "
+        flag = "ANOMALY" if record[DECISION_COLUMN] else "normal "
         lines.append(f"{id_name}={record[id_name]!s:<10} score={record['anomaly_score']:>9.3f}  "
                      f"{flag}  {', '.join(parts)}")
     click.echo(f"The {len(top)} most anomalous of {total} records (top columns, their scores):")
     click.echo("\n".join(lines))
     if out:
         _echo_err(f"Wrote all {total} explanations to {out}")
+
+
+# ---------------------------------------------------------------- neighbors
+@cli.command()
+@click.option(
+    "--model", "model", required=True, metavar="URI|PATH",
+    help="A retrieval index (a file written by aepipe.save of a CodeIndex, or a model logged "
+         "with aepipe.tracking.log_index), or an autoencoder (a file written by aepipe.save, "
+         "or a logged model) whose codes index --library.",
+)
+@click.option("--data", required=True, type=click.Path(),
+              help="Query records (CSV or Parquet): their nearest indexed records are found.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Output file (.csv or .parquet), written atomically.")
+@click.option("--library", type=click.Path(), default=None,
+              help="Records to search among (CSV or Parquet), encoded with --model; needed "
+                   "when --model is not an index already.")
+@click.option("--library-id-column", default=None,
+              help="Column of --library naming each record (the ids reported for neighbours; "
+                   "not a feature). Default: the 0-based row number.")
+@_id_option
+@click.option("--drop-column", multiple=True,
+              help="Column not given to the model, in --data and --library (repeatable).")
+@click.option("-k", "--n-neighbors", type=click.IntRange(1), default=10, show_default=True,
+              help="Neighbours per query.")
+@click.option("--metric", type=click.Choice(["euclidean", "cosine"]), default="euclidean",
+              show_default=True, help="Distance between codes (for an index built here).")
+@click.option("--method", type=click.Choice(["auto", "exact", "hnsw"]), default="auto",
+              show_default=True,
+              help="Exact search, approximate HNSW graph search (needs faiss-cpu), or auto: "
+                   "exact up to 50,000 indexed records (for an index built here).")
+@click.option("--save-index", type=click.Path(dir_okay=False), default=None,
+              help="Also write the index built from --library (aepipe.save format), to query "
+                   "it later with --model.")
+@_chunk_option
+@tracking_option
+def neighbors(model, data, out, library, library_id_column, id_column, drop_column, n_neighbors,
+              metric, method, save_index, chunk_size, tracking_uri):
+    """The most similar indexed records of each query record, compared by their codes.
+
+    Encodes the --library records with the autoencoder --model (or uses a
+    saved index), encodes each query of --data, and writes one row per
+    query: the id column (or 'row'), then neighbor1_id, neighbor1_distance,
+    neighbor2_id, ... nearest first. The output appears only when every
+    query is answered. Exit codes: 0 done, 1 bad data, model or index,
+    2 bad options.
+    """
+    import re
+
+    from .._persistence import save
+    from ..retrieval import neighbors_frame
+    from ._io import (
+        atomic_table_writer,
+        iter_table,
+        plain_categories,
+        refuse_overwriting,
+        table_format,
+    )
+
+    table_format(Path(out))
+    if save_index and not library:
+        raise click.UsageError("--save-index writes an index built from --library; pass "
+                               "--library (a saved index needs no saving again).")
+    refuse_overwriting({"--out": out, "--save-index": save_index},
+                       {"--data": data, "--library": library, "--model": model})
+    id_name = id_column or "row"
+    if re.fullmatch(r"neighbor\d+_(id|distance)", str(id_name)):
+        raise click.UsageError(f"--id-column {id_name!r} has the name of an output column "
+                               "(neighbor1_id, neighbor1_distance, ...); rename it in the file.")
+    _check_header(data, [id_column, *drop_column])
+    if library:
+        _check_library_header(library, library_id_column, drop_column)
+    index = _neighbors_index(model, tracking_uri, library=library,
+                             library_id_column=library_id_column, drop_column=drop_column,
+                             metric=metric, method=method)
+    if n_neighbors > index.n_indexed_:
+        raise click.BadParameter(
+            f"{n_neighbors} is more than the {index.n_indexed_} indexed records.",
+            param_hint="--n-neighbors")
+    if save_index:
+        save(index, save_index)
+        _echo_err(f"Wrote the index of {index.n_indexed_} records -> {save_index}")
+    _set_threads(None)
+    started, n_queries = time.perf_counter(), 0
+    with atomic_table_writer(out) as writer:
+        for chunk in iter_table(data, chunk_size):
+            ids = chunk[id_column].to_numpy() if id_column else chunk.index.to_numpy()
+            features = plain_categories(chunk.drop(columns=[c for c in (id_column, *drop_column)
+                                                            if c]))
+            distances, found = index.kneighbors(features, n_neighbors=n_neighbors)
+            frame = neighbors_frame(distances, found)
+            frame.insert(0, id_name, ids)
+            writer.write(frame)
+            n_queries += len(chunk)
+    _echo_err(f"Found the {n_neighbors} nearest of {index.n_indexed_} records for {n_queries} "
+              f"queries in {time.perf_counter() - started:.1f} s -> {out}")
+
+
+def _check_library_header(library, id_column, drop_column) -> None:
+    from ._io import check_columns, iter_table
+
+    header = next(iter_table(library, 1))
+    check_columns(header, [id_column], library, "--library-id-column")
+    check_columns(header, drop_column, library, "--drop-column")
+
+
+def _neighbors_index(model, tracking_uri, *, library, library_id_column, drop_column, metric,
+                     method):
+    """A fitted CodeIndex: the one --model holds, or one built on --library with its encoder."""
+    from ..retrieval import CodeIndex
+    from ._io import plain_categories, read_table
+
+    loaded = _load_index_or_encoder(model, tracking_uri)
+    if isinstance(loaded, CodeIndex):
+        if library:
+            raise click.UsageError(f"--model {model!r} is an index already; drop --library "
+                                   "(or pass the autoencoder to index --library with).")
+        return loaded
+    if not library:
+        raise click.UsageError(f"--model {model!r} is an autoencoder, not an index: pass "
+                               "--library, the records to search among.")
+    frame = plain_categories(read_table(library))
+    ids = frame[library_id_column].to_numpy() if library_id_column else None
+    features = frame.drop(columns=[c for c in (library_id_column, *drop_column) if c])
+    _set_threads(None)
+    _status(f"Indexing {len(features)} records of {library} ...")
+    return CodeIndex(loaded, metric=metric, method=method).fit(features, ids=ids)
+
+
+def _load_index_or_encoder(model, tracking_uri):
+    """What --model names: a CodeIndex, or a fitted detector / pipeline to encode with."""
+    from ._io import is_model_file, is_model_uri
+
+    path = Path(model).expanduser()
+    if is_model_file(model):
+        from .._persistence import load
+
+        return load(path)
+    if not is_model_uri(model) and not path.exists():
+        raise FileNotFoundError(
+            f"Model {model!r} is neither an MLflow model URI (runs:/..., models:/...) nor an "
+            "existing model folder or aepipe model file."
+        )
+    from ..tracking import load_model
+
+    python_model = load_model(str(path.resolve()) if path.exists() else model,
+                              tracking_uri=tracking_uri).unwrap_python_model()
+    loaded = getattr(python_model, "pipeline", None)
+    if loaded is None:
+        from ..exceptions import DataValidationError
+
+        raise DataValidationError(
+            f"{model!r} is an MLflow model but not an aepipe one (log one with `aepipe fit`, "
+            "aepipe.tracking.track_fit or aepipe.tracking.log_index)."
+        )
+    return loaded
 
 
 # ---------------------------------------------------------------- compare
@@ -722,6 +995,7 @@ def compare(data, label_column, drop_column, pipeline_config, max_epochs, cv, se
     else:
         search = make_ae_vs_pca_search(max_epochs=max_epochs, cv=cv, random_state=seed,
                                        labelled=y is not None)
+    _refuse_id_columns(frame, search)
     _status(f"Data: {len(frame)} records x {frame.shape[1]} columns"
               + (f", {int(y.sum())} labelled anomalies." if y is not None else ", no labels."))
     _run_search(search, frame, y, experiment=experiment, run_name="aepipe-compare",
@@ -737,7 +1011,8 @@ def compare(data, label_column, drop_column, pipeline_config, max_epochs, cv, se
          "aepipe.tracking.log_model first).",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
-@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=5001, show_default=True,
+              help="Port to listen on (not 5000, where `mlflow ui` listens by default).")
 @tracking_option
 @click.option("--dry-run", is_flag=True, help="Check the model and print the server command only.")
 def serve(model, host, port, tracking_uri, dry_run):

@@ -12,6 +12,7 @@ from ._default import make_default_detector
 from ._denoiser import Denoiser
 from ._ensemble import AutoencoderEnsemble
 from ._pca import PCADetector
+from ._plot import plot_codes
 
 __all__ = [
     "Autoencoder",
@@ -24,4 +25,5 @@ __all__ = [
     "SparseAutoencoder",
     "VariationalAutoencoder",
     "make_default_detector",
+    "plot_codes",
 ]

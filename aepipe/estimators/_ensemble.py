@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -12,8 +13,9 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._compat import Interval, StrOptions, _fit_context
 from .._random import resolve_seed, torch_seeded
-from ._autoencoders import resolve_device
+from ._autoencoders import one_hot_expander, resolve_device
 from ._base import BaseDetector, check_size, check_sizes
+from ._stream import StreamingMixin, blend
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +28,7 @@ _VARIANCE_FLOOR = 1e-3
 _CODE_SAMPLE = 50_000
 
 
-class AutoencoderEnsemble(BaseDetector):
+class AutoencoderEnsemble(StreamingMixin, BaseDetector):
     """Ensemble of small autoencoders with robust scaling and trimmed training.
 
     Built to be the autoencoder we recommend for a table we know nothing
@@ -71,7 +73,7 @@ class AutoencoderEnsemble(BaseDetector):
       one batched skorch net (:class:`~aepipe.nets.EnsembleAutoencoderModule`).
 
     The anomaly score is the members' average normalised NLL: the
-    per-column reconstruction terms (``feature_scores``) plus the code term
+    per-column reconstruction terms (``feature_nll``) plus the code term
     (``latent_score``) add up to it.
 
     Parameters
@@ -79,7 +81,9 @@ class AutoencoderEnsemble(BaseDetector):
     n_estimators : int, default=8
         Number of autoencoders.
     hidden_size : int or "auto", default="auto"
-        Hidden width of every member. ``"auto"``: ``clip(d, 16, 64)``.
+        Hidden width of every member. ``"auto"``: ``clip(d, 16, 64)``, with
+        ``d`` counted as in :class:`Autoencoder` (a categorical column of more
+        than 64 categories, stored by index, counts ``ceil(log2)`` of them).
     latent_dims : tuple of int or "auto", default="auto"
         Bottleneck size per member (length ``n_estimators``). ``"auto"``:
         a geometric grid from ``max(1, hi // 8)`` to
@@ -113,6 +117,18 @@ class AutoencoderEnsemble(BaseDetector):
         Seeds initialisation and shuffling. Global random state is never
         touched.
     verbose : int, default=0
+    handle_missing : {"error", "mask"}, default="error"
+        As in :class:`Autoencoder`: ``"mask"`` models missing entries (NaN,
+        None) -- the members read them as the training median (a uniform
+        group for a category), the training loss, the noise variances and the
+        scores count the observed entries only (a missing entry adds 0 to
+        ``feature_nll``), and the robust scaling uses the observed values.
+    handle_unknown : {"error", "score"}, default="error"
+        A category unseen at fit: as in :class:`Autoencoder`, ``"score"``
+        scores it as the least probable known category of its column.
+    forgetting : float in [0, 1), default=0.0
+        How :meth:`partial_fit` weighs the past (see there); ignored by
+        :meth:`fit`.
 
     Attributes
     ----------
@@ -131,6 +147,8 @@ class AutoencoderEnsemble(BaseDetector):
     offset_ : float
     layout_, device_, n_features_in_, feature_names_in_
         As in :class:`Autoencoder`.
+    n_samples_seen_, effective_n_samples_
+        As in :class:`Autoencoder` (see :meth:`partial_fit`).
 
     See Also
     --------
@@ -174,7 +192,13 @@ class AutoencoderEnsemble(BaseDetector):
         "device": [str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "handle_missing": [StrOptions({"error", "mask"})],
+        "handle_unknown": [StrOptions({"error", "score"})],
+        "forgetting": [Interval(Real, 0, 1, closed="left")],
     }
+
+    # As in Autoencoder: categorical columns with more categories are stored by index.
+    _max_one_hot = 64
 
     def __init__(
         self,
@@ -196,6 +220,9 @@ class AutoencoderEnsemble(BaseDetector):
         device="cpu",
         random_state=None,
         verbose=0,
+        handle_missing="error",
+        handle_unknown="error",
+        forgetting=0.0,
     ):
         self.n_estimators = n_estimators
         self.hidden_size = hidden_size
@@ -214,6 +241,9 @@ class AutoencoderEnsemble(BaseDetector):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.handle_missing = handle_missing
+        self.handle_unknown = handle_unknown
+        self.forgetting = forgetting
 
     # ------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=True)
@@ -230,6 +260,99 @@ class AutoencoderEnsemble(BaseDetector):
         self : object
         """
         return self._fit(X)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None, *, epochs=1):
+        """Continue training on new records X; on an unfitted model, :meth:`fit`.
+
+        For a stream whose normal behaviour moves; the policy is
+        :class:`Autoencoder`'s :meth:`~Autoencoder.partial_fit` (see
+        ``aepipe/estimators/_stream.py``), with the ensemble's own state:
+
+        - the standardisation is updated as weighted running moments; the
+          robust centre and scale (median, interquartile range) as the new
+          chunk's blended with the previous ones by the weights
+          (``forgetting``); the members' first layers and outputs absorb the
+          change (exactly within +/-3 robust standard deviations, where the
+          robust map is linear);
+        - the members train ``epochs`` passes over X (``batch_size_``
+          records a step) with the trimmed loss, so a chunk's anomalies are
+          not learnt;
+        - the noise variances, code distributions and score spreads, the
+          ``feature_scores`` calibration and ``offset_`` are re-estimated on
+          X and blended with the previous ones by the same weights.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+            The new records, with the columns of the first fit.
+        y : ignored
+        epochs : int, default=1
+            Passes over X (ignored by the first call, which is ``fit``).
+
+        Returns
+        -------
+        self : object
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from aepipe.estimators import AutoencoderEnsemble
+        >>> rng = np.random.default_rng(0)
+        >>> detector = AutoencoderEnsemble(n_estimators=3, training_steps=50, forgetting=0.5,
+        ...                                random_state=0)
+        >>> detector = detector.partial_fit(rng.normal(size=(300, 4)))          # fits
+        >>> shifted = rng.normal(loc=3.0, size=(300, 4))
+        >>> before = (detector.predict(shifted) == -1).mean()
+        >>> for _ in range(3):
+        ...     detector = detector.partial_fit(shifted, epochs=2)
+        >>> bool((detector.predict(shifted) == -1).mean() < before)
+        True
+        """
+        return self._partial_fit(X, epochs)
+
+    def _robust_affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """Centre and scale of the linear part of the robust map, in the input's units."""
+        center = np.asarray(self.layout_.center, dtype=np.float64)
+        scale = np.asarray(self.layout_.scale, dtype=np.float64)
+        return center + scale * self.robust_center_, scale * self.robust_scale_
+
+    def _partial_fit_encoded(self, Z: np.ndarray, epochs: int) -> None:
+        import torch
+
+        from ..nets import TensorDataset, continue_training, rescale_gaussian_inputs
+
+        weight_old, weight_new = self._stream_weights(len(Z))
+        center_old, scale_old = self._robust_affine()
+        Z, _, _ = self._update_scaling(Z)
+        layout_center = np.asarray(self.layout_.center, dtype=np.float64)
+        layout_scale = np.asarray(self.layout_.scale, dtype=np.float64)
+        # The previous robust statistics in the updated standardisation, blended with the chunk's.
+        previous = ((center_old - layout_center) / layout_scale, scale_old / layout_scale)
+        self._fit_robust_scaling(Z)
+        if self.robust_scaling:
+            self.robust_center_ = blend(previous[0], self.robust_center_, weight_old, weight_new)
+            self.robust_scale_ = blend(previous[1], self.robust_scale_, weight_old, weight_new)
+        center_new, scale_new = self._robust_affine()
+        scale, shift = scale_new / scale_old, (center_new - center_old) / scale_old
+        rescale_gaussian_inputs(self.net_.module_, scale, shift)
+        noise_var = np.asarray(self.noise_var_, dtype=np.float64) / scale**2
+        seed = (resolve_seed(self.random_state) + 7919 * self.n_samples_seen_) % (2**31 - 1)
+        tensor = torch.from_numpy(self._robust(Z)).to(self.device_)
+        # The warm-up on the untrimmed loss belongs to the first fit: trim from the start.
+        self.net_.train_steps_ = max(getattr(self.net_, "train_steps_", 0), self.net_.warmup_steps)
+        with torch_seeded(seed, self.device_):
+            continue_training(self.net_, TensorDataset(
+                tensor, transform=one_hot_expander(self.layout_, self.device_)), epochs=epochs)
+        previous = (noise_var, self.code_center_, self.code_scale_, self.score_scale_)
+        self._fit_likelihood(Z)
+        self.noise_var_, self.code_center_, self.code_scale_, self.score_scale_ = (
+            blend(old, new, weight_old, weight_new) for old, new in zip(previous, (
+                self.noise_var_, self.code_center_, self.code_scale_, self.score_scale_)))
+        scores = self._anomaly_score_encoded(Z)
+        offset = self._offset_from(-scores)
+        self.offset_ = float(blend(self.offset_, offset, weight_old, weight_new))
+        self._blend_calibration(Z, weight_old, weight_new, inliers=-scores >= self.offset_)
 
     def _resolve_sizes(self, n_inputs: int, n_samples: int) -> None:
         self.hidden_size_ = (int(np.clip(n_inputs, 16, 64)) if self.hidden_size == "auto"
@@ -260,10 +383,18 @@ class AutoencoderEnsemble(BaseDetector):
             self.robust_center_ = np.zeros(len(positions))
             self.robust_scale_ = np.ones(len(positions))
             return
-        center = np.median(values, axis=0)
-        q1, q3 = np.percentile(values, [25, 75], axis=0)
+        if np.isnan(values).any():  # handle_missing="mask": the observed values' statistics
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a column never observed
+                center = np.nanmedian(values, axis=0)
+                q1, q3 = np.nanpercentile(values, [25, 75], axis=0)
+                mean_abs = np.nanmean(np.abs(values - center), axis=0) * math.sqrt(math.pi / 2)
+            center = np.where(np.isfinite(center), center, 0.0)
+        else:
+            center = np.median(values, axis=0)
+            q1, q3 = np.percentile(values, [25, 75], axis=0)
+            mean_abs = np.mean(np.abs(values - center), axis=0) * math.sqrt(math.pi / 2)
         scale = (q3 - q1) / 1.349  # IQR of a standard normal
-        mean_abs = np.mean(np.abs(values - center), axis=0) * math.sqrt(math.pi / 2)
         scale = np.where(scale > 1e-6, scale, mean_abs)
         self.robust_center_ = center
         self.robust_scale_ = np.where(scale > 1e-6, scale, 1.0)
@@ -300,6 +431,8 @@ class AutoencoderEnsemble(BaseDetector):
             module_params={
                 "widths": self.layout_.widths, "latent_dims": self.latent_dims_,
                 "hidden_size": self.hidden_size_, "activation": self.activation,
+                "mask_missing": (getattr(self, "handle_missing", "error") == "mask"
+                                 or getattr(self, "handle_unknown", "error") == "score"),
             },
             net_params={
                 "trim_fraction": self.trim_fraction,
@@ -316,15 +449,17 @@ class AutoencoderEnsemble(BaseDetector):
         from ..nets import TensorDataset
 
         self.device_ = resolve_device(self.device)
-        self._resolve_sizes(self.layout_.n_encoded, len(Z))
+        self._resolve_sizes(self.layout_.sizing_width, len(Z))
         self._fit_robust_scaling(Z)
         seed = resolve_seed(self.random_state)
         tensor = torch.from_numpy(self._robust(Z)).to(self.device_)
         with torch_seeded(seed, self.device_):
             net = self._make_net(len(Z))
-            net.fit(TensorDataset(tensor), y=None)
+            net.fit(TensorDataset(tensor, transform=one_hot_expander(self.layout_, self.device_)),
+                    y=None)
         self.net_ = net
         self._fit_likelihood(Z)
+        self._init_stream_state(Z)
 
     def _likelihood_tensors(self):
         import torch
@@ -352,6 +487,9 @@ class AutoencoderEnsemble(BaseDetector):
             columns = columns.index_copy(2, gaussian, (
                 half_sq / noise_var[:, None, :] + _HALF_LOG_2PI
                 + 0.5 * torch.log(noise_var)[:, None, :]))
+        if getattr(module, "mask_missing", False):
+            # handle_missing="mask": a missing entry adds nothing to the score.
+            columns = columns * module.head.observed(x)[None].to(columns.dtype)
         standard = (output.code - code_center[:, None, :]) / code_scale[:, None, :]
         code = (0.5 * standard.pow(2) + torch.log(code_scale)[:, None, :]
                 + _HALF_LOG_2PI) * module.code_mask
@@ -370,11 +508,16 @@ class AutoencoderEnsemble(BaseDetector):
 
         def residual_sums(module, x):
             columns = module.member_nll(module(x).params, x)[:, :, gaussian]
-            return (2.0 * (columns - _HALF_LOG_2PI)).sum(dim=1)[None]
+            squares = 2.0 * (columns - _HALF_LOG_2PI)
+            if getattr(module, "mask_missing", False):  # missing entries: no residual
+                squares = squares * module.head.observed(x)[None, :, gaussian].to(squares.dtype)
+            return squares.sum(dim=1)[None]
 
         n_gaussian = len(gaussian)
+        # Mean over the records where each column is observed (all of them without NaN).
+        observed = (~np.isnan(Z[:, self.layout_.gaussian_positions])).sum(axis=0)
         noise_var = (self._batches(Z, residual_sums).astype(np.float64).sum(axis=0)
-                     / max(len(Z), 1))
+                     / np.maximum(observed, 1))
         # A column reconstructed (almost) exactly must not turn rounding noise into scores.
         if n_gaussian:
             noise_var = np.maximum(noise_var, np.maximum(
@@ -408,13 +551,16 @@ class AutoencoderEnsemble(BaseDetector):
         """Apply ``fn(module, tensor) -> tensor`` over cache-sized batches in inference mode.
 
         The robust scaling is applied per batch (``robust=True``), so scoring
-        holds at most one batch of intermediate values beside the output.
+        holds at most one batch of intermediate values beside the output; so
+        is the one-hot expansion of categories stored by index (records, not
+        codes: ``robust=False`` is for codes).
         """
         import torch
 
         from ..nn import inference_batch_rows
 
         module = self.net_.module_
+        expander = one_hot_expander(self.layout_, self.device_) if robust else None
         rows = inference_batch_rows(module, self.device_)
         was_training = module.training
         module.eval()
@@ -425,7 +571,10 @@ class AutoencoderEnsemble(BaseDetector):
                     chunk = Z[start:start + rows]
                     chunk = self._robust(chunk) if robust else chunk
                     batch = torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32))
-                    outputs.append(fn(module, batch.to(self.device_)).cpu().numpy())
+                    batch = batch.to(self.device_)
+                    if expander is not None:
+                        batch = expander(batch)
+                    outputs.append(fn(module, batch).cpu().numpy())
         finally:
             module.train(was_training)
         return np.concatenate(outputs, axis=axis)
@@ -453,7 +602,7 @@ class AutoencoderEnsemble(BaseDetector):
     def latent_score(self, X: ArrayLike) -> np.ndarray:
         """The code's part of the anomaly score (higher = a more unusual code).
 
-        ``anomaly_score(X)`` is ``feature_scores(X).sum(axis=1)`` plus this:
+        ``anomaly_score(X)`` is ``feature_nll(X).sum(axis=1)`` plus this:
         the members' normalised NLL of each record's code under the Gaussian
         fitted to the training codes.
 
@@ -491,6 +640,8 @@ class AutoencoderEnsemble(BaseDetector):
             params = module.decoder(code)
             n_members, batch, n_encoded = params.shape
             mean = module.head.mean(params.reshape(n_members * batch, n_encoded))
-            return mean.reshape(n_members, batch, n_encoded).mean(dim=0)
+            mean = mean.reshape(n_members, batch, n_encoded).mean(dim=0)
+            return mean if expander is None else expander.compact(mean)
 
+        expander = one_hot_expander(self.layout_, self.device_)
         return self._unrobust(self._batches(H, decode, robust=False))

@@ -12,6 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._compat import Interval, StrOptions, _fit_context
 from ._base import BaseDetector
+from ._missing_pca import fit_with_missing, masked_scores
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -41,9 +42,11 @@ class PCADetector(BaseDetector):
         standardised deviation), so a one-column table is still scored.
     statistic : {"reconstruction", "q", "t2"}, default="reconstruction"
         The anomaly score: reconstruction NLL, Q (SPE, the sum of squared
-        residuals), or Hotelling's T². ``feature_scores`` returns each
+        residuals), or Hotelling's T². ``feature_nll`` returns each
         column's additive contribution to it (for T² the classical
-        contributions ``sum_k t_k p_kj z_j / lambda_k``, which can be negative).
+        contributions ``sum_k t_k p_kj z_j / lambda_k``, which can be
+        negative); ``feature_scores`` measures each against that column's
+        contributions on the training data, so columns compare.
     feature_types : dict or None, default=None
         As in :class:`Autoencoder`; booleans enter as 0/1 and categories as
         one-hot columns, and per-column scores add up the one-hot group.
@@ -59,6 +62,19 @@ class PCADetector(BaseDetector):
     svd_solver : {"auto", "full", "covariance_eigh", "arpack", "randomized"}, default="auto"
     random_state : int, RandomState or None, default=None
         Used by the randomized and arpack solvers.
+    handle_missing : {"error", "mask"}, default="error"
+        ``"error"``: a missing value (NaN, None) raises a
+        :class:`~aepipe.exceptions.DataValidationError` naming its column and
+        row. ``"mask"``: PCA with missing data. The fit imputes missing
+        entries by EM (start at the column's observed mean, fit, replace
+        each missing entry by its record's reconstruction, repeat until the
+        imputed values settle); a record's principal scores are fitted to
+        its observed entries only (the probabilistic-PCA posterior mean: a
+        component they hardly determine shrinks to 0), and
+        a missing entry adds nothing to the score (its residual and T²
+        contribution are 0). :meth:`impute` fills the gaps from the
+        reconstruction. Infinities stay errors, and so does a record with no
+        observed entry.
 
     Attributes
     ----------
@@ -101,10 +117,12 @@ class PCADetector(BaseDetector):
         "statistic": [StrOptions({"reconstruction", "q", "t2"})],
         "svd_solver": [StrOptions({"auto", "full", "covariance_eigh", "arpack", "randomized"})],
         "random_state": ["random_state"],
+        "handle_missing": [StrOptions({"error", "mask"})],
     }
 
     def __init__(self, n_components=0.95, *, statistic="reconstruction", feature_types=None,
-                 standardize=True, contamination="auto", svd_solver="auto", random_state=None):
+                 standardize=True, contamination="auto", svd_solver="auto", random_state=None,
+                 handle_missing="error"):
         self.n_components = n_components
         self.statistic = statistic
         self.feature_types = feature_types
@@ -112,6 +130,7 @@ class PCADetector(BaseDetector):
         self.contamination = contamination
         self.svd_solver = svd_solver
         self.random_state = random_state
+        self.handle_missing = handle_missing
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: ArrayLike, y=None):
@@ -124,6 +143,21 @@ class PCADetector(BaseDetector):
         return self._fit(X)
 
     def _fit_encoded(self, Z: np.ndarray) -> None:
+        if np.isnan(Z).any():  # handle_missing="mask": EM imputation around the fit
+            fit_with_missing(Z, self._fit_complete,
+                             lambda Z: self.pca_.inverse_transform(self._project(Z)))
+            return
+        self._fit_complete(Z)
+
+    def _project(self, Z: np.ndarray) -> np.ndarray:
+        """Principal scores; fitted to the observed entries of records with missing ones."""
+        Z = Z.astype(np.float64)
+        if not np.isnan(Z).any():
+            return self.pca_.transform(Z)
+        return masked_scores(Z, self.pca_.mean_, self.pca_.components_,
+                             self.pca_.explained_variance_, self.pca_.noise_variance_)
+
+    def _fit_complete(self, Z: np.ndarray) -> None:
         n_samples, n_features = Z.shape
         n_components = self.n_components
         if n_components is None:
@@ -167,15 +201,16 @@ class PCADetector(BaseDetector):
 
     def _column_scores(self, Z: np.ndarray) -> np.ndarray:
         Z = Z.astype(np.float64)
-        scores = self.pca_.transform(Z)
+        scores = self._project(Z)
         if self.statistic == "t2":
-            centred = Z - self.pca_.mean_
+            centred = np.nan_to_num(Z - self.pca_.mean_, nan=0.0)  # a missing entry: 0
             weights = (scores / self.variances_) @ self.pca_.components_
             return self._by_column(weights * centred)
         residual_sq = self._residual(Z, scores) ** 2
         if self.statistic == "q":
             return self._by_column(residual_sq)
-        return self._by_column(0.5 * (residual_sq + _LOG_2PI))
+        nll = 0.5 * (residual_sq + _LOG_2PI)
+        return self._by_column(np.where(np.isnan(Z), 0.0, nll))  # a missing entry: 0
 
     def _residual(self, Z: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """What the principal subspace leaves unexplained, in standardised units.
@@ -186,11 +221,13 @@ class PCADetector(BaseDetector):
         (standardised) deviation from it and the score its square.
         """
         if self.pca_.n_features_in_ == 1:
-            return Z - self.pca_.mean_
-        return Z - self.pca_.inverse_transform(scores)
+            residual = Z - self.pca_.mean_
+        else:
+            residual = Z - self.pca_.inverse_transform(scores)
+        return np.nan_to_num(residual, nan=0.0)  # a missing entry leaves no residual
 
     def _encode_latent(self, Z):
-        return self.pca_.transform(Z.astype(np.float64))
+        return self._project(Z)
 
     def _decode_latent(self, H):
         return self.pca_.inverse_transform(np.asarray(H, dtype=np.float64))
@@ -203,7 +240,7 @@ class PCADetector(BaseDetector):
         t2 : ndarray of shape (n_samples,)
         """
         check_is_fitted(self)
-        scores = self.pca_.transform(self._validate_input(X, reset=False).astype(np.float64))
+        scores = self._project(self._validate_input(X, reset=False))
         return np.sum(scores**2 / self.variances_, axis=1)
 
     def spe(self, X: ArrayLike) -> np.ndarray:
@@ -215,4 +252,54 @@ class PCADetector(BaseDetector):
         """
         check_is_fitted(self)
         Z = self._validate_input(X, reset=False).astype(np.float64)
-        return np.sum(self._residual(Z, self.pca_.transform(Z)) ** 2, axis=1)
+        return np.sum(self._residual(Z, self._project(Z)) ** 2, axis=1)
+
+    def impute(self, X: ArrayLike):
+        """X with its missing entries filled in from the principal-subspace reconstruction.
+
+        Each record is projected on its observed entries and its missing ones
+        are read off the reconstruction; observed entries stay as given.
+        Needs ``handle_missing="mask"``.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+
+        Returns
+        -------
+        X_imputed : ndarray or DataFrame like ``X``
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from aepipe import PCADetector
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(300, 1)) @ [[1.0, 2.0, -1.0]] + 0.01 * rng.normal(size=(300, 3))
+        >>> X[0, 1] = np.nan  # truly 2 * X[0, 0]
+        >>> det = PCADetector(n_components=1, handle_missing="mask").fit(X)
+        >>> bool(abs(det.impute(X)[0, 1] - 2 * X[0, 0]) < 0.05)
+        True
+        """
+        import pandas as pd
+
+        from .._tabular import as_frame
+
+        check_is_fitted(self)
+        if self.handle_missing != "mask":
+            raise ValueError(
+                f"impute needs handle_missing='mask'; this PCADetector was fitted with "
+                f"handle_missing={self.handle_missing!r}."
+            )
+        Z = self._validate_input(X, reset=False)
+        decoded = self.layout_.decode(self._decode_latent(self._project(Z)), like=X)
+        if self.layout_.numeric_only:
+            values = np.asarray(X, dtype=np.float64)
+            out = np.where(np.isnan(values), np.asarray(decoded, dtype=np.float64), values)
+            return pd.DataFrame(out, columns=X.columns, index=X.index) if isinstance(
+                X, pd.DataFrame) else out
+        frame = as_frame(X, self.layout_.names).copy()
+        for name in self.layout_.names:
+            missing = frame[name].isna()
+            if missing.any():
+                frame[name] = frame[name].where(~missing, decoded[name].to_numpy())
+        return frame

@@ -12,7 +12,9 @@ from ._nets import (
     TensorDataset,
     VariationalNet,
 )
+from ._pretrain import pretrain_layerwise
 from ._robust import EnsembleAutoencoderModule, TrimmedAutoencoderNet
+from ._stream import continue_training, rescale_gaussian_inputs
 
 __all__ = [
     "build_net",
@@ -27,4 +29,7 @@ __all__ = [
     "TensorDataset",
     "TrimmedAutoencoderNet",
     "VariationalNet",
+    "continue_training",
+    "pretrain_layerwise",
+    "rescale_gaussian_inputs",
 ]

@@ -27,16 +27,24 @@ _BATCH_HOOKS = frozenset({"on_batch_begin", "on_batch_end", "on_grad_computed"})
 
 
 class TensorDataset(torch.utils.data.Dataset):
-    """A dataset that is one tensor; batches are slices of it (no per-item collate)."""
+    """A dataset that is one tensor; batches are slices of it (no per-item collate).
 
-    def __init__(self, X: torch.Tensor):
+    ``transform``, when given, maps each batch (and item) to what the network
+    sees, e.g. :class:`~aepipe.nn.OneHotExpander` for categories stored by index.
+    """
+
+    def __init__(self, X: torch.Tensor, transform=None):
         self.X = X
+        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.X)
 
     def __getitem__(self, index):
-        return self.X[index], self.X[index]
+        item = self.X[index]
+        if self.transform is not None:
+            item = self.transform(item[None])[0]
+        return item, item
 
 
 class TensorBatchIterator:
@@ -67,10 +75,13 @@ class TensorBatchIterator:
 
     def __iter__(self):
         X = self.dataset.X
+        transform = getattr(self.dataset, "transform", None)
         if self.shuffle:
             X = X[torch.randperm(len(X)).to(X.device)]
         for start in range(0, len(X), self.batch_size):
             batch = X[start:start + self.batch_size]
+            if transform is not None:
+                batch = transform(batch)
             yield batch, batch
 
 
@@ -98,6 +109,12 @@ class EpochProgressBar(Callback):
 
     def on_train_end(self, net, **kwargs):
         self.bar_.close()
+        del self.bar_  # it holds the output stream: a fitted model must stay picklable
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("bar_", None)
+        return state
 
 
 class AutoencoderNet(NeuralNet):

@@ -26,6 +26,11 @@ from ._nets import AutoencoderNet
 
 __all__ = ["EnsembleAutoencoderModule", "TrimmedAutoencoderNet"]
 
+# Above this many encoded inputs (categorical columns of thousands of categories) the
+# members' NLLs are computed one member at a time instead of on a copy of the target per
+# member: the copies cost more than the loop.
+_WIDE_INPUT = 1024
+
 
 class EnsembleAutoencoderModule(nn.Module):
     """``n_members`` MLP autoencoders (d -> h -> k_m -> h -> d), evaluated together.
@@ -42,6 +47,11 @@ class EnsembleAutoencoderModule(nn.Module):
         Bottleneck size of each member; its length is the number of members.
     hidden_size : int
     activation : {"relu", "silu", "tanh", "elu"}, default="relu"
+    mask_missing : bool, default=False
+        The inputs may hold missing entries (NaN) or categories unseen at fit
+        (-1, see :meth:`LikelihoodHead.fill_missing`): the members read both as
+        the head's neutral fill value, and :meth:`member_nll` gives a missing
+        entry an NLL of 0.
 
     Notes
     -----
@@ -51,9 +61,11 @@ class EnsembleAutoencoderModule(nn.Module):
     (n_members, batch, max(latent_dims)).
     """
 
-    def __init__(self, widths, latent_dims=(2, 4), hidden_size=32, activation="relu"):
+    def __init__(self, widths, latent_dims=(2, 4), hidden_size=32, activation="relu",
+                 mask_missing=False):
         super().__init__()
         self.head = LikelihoodHead(widths)
+        self.mask_missing = bool(mask_missing)
         n_inputs = self.head.n_encoded
         n_members, latent = len(latent_dims), max(latent_dims)
         self.n_members = n_members
@@ -84,6 +96,8 @@ class EnsembleAutoencoderModule(nn.Module):
         return torch.baddbmm(self.biases[index], x, self.weights[index])
 
     def encode(self, x: torch.Tensor) -> AEOutput:
+        if self.mask_missing:
+            x = self.head.fill_missing(x)
         stacked = x.unsqueeze(0).expand(self.n_members, -1, -1)
         hidden = self.activation(self._layer(stacked, 0))
         code = self._layer(hidden, 1) * self.code_mask
@@ -97,9 +111,20 @@ class EnsembleAutoencoderModule(nn.Module):
         return AEOutput(self.decoder(code), code)
 
     def member_nll(self, params: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """NLL per member, record and original column: (n_members, batch, n_columns)."""
+        """NLL per member, record and original column: (n_members, batch, n_columns).
+
+        With ``mask_missing`` a missing (NaN) entry of ``target`` gets 0.
+        """
         n_members, batch, width = params.shape
-        flat = self.head.nll(params.reshape(n_members * batch, width), target.repeat(n_members, 1))
+        observed = self.head.observed(target) if self.mask_missing else None
+        if width > _WIDE_INPUT:
+            # Wide one-hot groups: one member at a time, so the target is not copied per member.
+            return torch.stack([self.head.nll(params[m], target, observed)
+                                for m in range(n_members)])
+        if observed is not None:
+            observed = observed.repeat(n_members, 1)
+        flat = self.head.nll(params.reshape(n_members * batch, width), target.repeat(n_members, 1),
+                             observed)
         return flat.reshape(n_members, batch, -1)
 
 
@@ -135,7 +160,8 @@ class TrimmedAutoencoderNet(AutoencoderNet):
         module = self.module_
         if isinstance(module, EnsembleAutoencoderModule):
             return module.member_nll(y_pred.params, y_true).sum(dim=-1)
-        return module.head.nll(y_pred.params, y_true).sum(dim=-1)
+        observed = module.head.observed(y_true) if self.mask_missing else None
+        return module.head.nll(y_pred.params, y_true, observed).sum(dim=-1)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         per_record = self.record_nll(y_pred, y_true)

@@ -2,6 +2,7 @@
 
 from ._batching import inference_batch_rows
 from ._conv import ConvAutoencoderModule, ConvDecoder, ConvEncoder
+from ._expand import OneHotExpander
 from ._modules import (
     ACTIVATIONS,
     AEOutput,
@@ -13,6 +14,7 @@ from ._modules import (
     gaussian_kl,
 )
 from ._residual import ShrinkageAutoencoderModule
+from ._stacked import LayerPair, ShallowAutoencoder, layer_pairs
 
 __all__ = [
     "ACTIVATIONS",
@@ -21,11 +23,15 @@ __all__ = [
     "ConvAutoencoderModule",
     "ConvDecoder",
     "ConvEncoder",
+    "LayerPair",
     "LikelihoodHead",
     "MLPDecoder",
     "MLPEncoder",
+    "OneHotExpander",
+    "ShallowAutoencoder",
     "ShrinkageAutoencoderModule",
     "activation_derivative",
     "gaussian_kl",
     "inference_batch_rows",
+    "layer_pairs",
 ]

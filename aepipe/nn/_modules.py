@@ -193,6 +193,12 @@ class LikelihoodHead(nn.Module):
         self.register_buffer("column_starts", torch.tensor(starts, dtype=torch.long),
                              persistent=False)
         self.register_buffer("fill_value", fill, persistent=False)
+        # A category unseen at fit is encoded as -1 over its one-hot group (aepipe's
+        # handle_unknown="score"): read as unknown by the network, scored by the NLL.
+        categorical = torch.zeros(position, dtype=torch.bool)
+        for _, start, stop in self.categorical_groups:
+            categorical[start:stop] = True
+        self.register_buffer("categorical_mask", categorical, persistent=False)
         self.gaussian_variance = gaussian_variance
         if gaussian_variance == "learned":
             self.log_var = nn.Parameter(torch.zeros(len(gaussian_cols)))
@@ -211,8 +217,15 @@ class LikelihoodHead(nn.Module):
         return ~torch.isnan(target[:, self.column_starts])
 
     def fill_missing(self, x: torch.Tensor) -> torch.Tensor:
-        """x with missing (NaN) entries replaced by the neutral ``fill_value``."""
-        return torch.where(torch.isnan(x), self.fill_value.to(x.dtype), x)
+        """x with missing (NaN) entries replaced by the neutral ``fill_value``.
+
+        So is a categorical group holding -1 (a category unseen at fit, with
+        ``handle_unknown="score"``): the network reads it as unknown.
+        """
+        unobserved = torch.isnan(x)
+        if self.categorical_groups:
+            unobserved = unobserved | ((x < 0) & self.categorical_mask)
+        return torch.where(unobserved, self.fill_value.to(x.dtype), x)
 
     def nll(self, params: torch.Tensor, target: torch.Tensor,
             observed: torch.Tensor | None = None) -> torch.Tensor:
@@ -221,9 +234,14 @@ class LikelihoodHead(nn.Module):
         ``observed`` (boolean, (n_samples, n_columns)) excludes missing entries:
         their target may be NaN and their NLL is 0, so sums run over the
         observed entries only.
+
+        A categorical group whose target is -1 (a category unseen at fit)
+        scores as maximally surprising: the NLL of the least probable known
+        category, ``logsumexp(logits) - min(logits)``.
         """
         if observed is not None:
-            out = self.nll(params, self.fill_missing(target))
+            out = self.nll(params, torch.where(torch.isnan(target),
+                                               self.fill_value.to(target.dtype), target))
             return torch.where(observed, out, torch.zeros((), dtype=out.dtype, device=out.device))
         if self.all_gaussian:
             return self._gaussian_nll(params, target)
@@ -238,7 +256,12 @@ class LikelihoodHead(nn.Module):
             )
         for column, start, stop in self.categorical_groups:
             logits = params[:, start:stop]
-            out[:, column] = torch.logsumexp(logits, dim=1) - (logits * target[:, start:stop]).sum(1)
+            normaliser = torch.logsumexp(logits, dim=1)
+            nll = normaliser - (logits * target[:, start:stop]).sum(1)
+            unknown = target[:, start] < 0
+            if bool(unknown.any()):
+                nll = torch.where(unknown, normaliser - logits.min(dim=1).values, nll)
+            out[:, column] = nll
         return out
 
     def mean_record_nll(self, params: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -296,6 +319,9 @@ class LatentMixin:
         code = encoded.code
         if self.variational and self.training:
             code = self.sample_latent(encoded.mu, encoded.log_var)
+        elif self.training and getattr(self, "encoder_noise", 0.0) > 0:
+            # A stochastic encoder p(h|x) = N(f(x), encoder_noise^2 I), sampled in training.
+            code = code + self.encoder_noise * torch.randn_like(code)
         return AEOutput(self.decoder(code), code, encoded.mu, encoded.log_var)
 
     @staticmethod
@@ -321,14 +347,20 @@ class AutoencoderModule(LatentMixin, nn.Module):
         If true the encoder outputs the mean and log-variance of a Gaussian
         q(z|x); training decodes a reparameterised sample, evaluation the mean.
     gaussian_variance : {"fixed", "learned"}
+    encoder_noise : float, default=0.0
+        Standard deviation of Gaussian noise added to the code in training (a
+        stochastic encoder p(h|x) = N(f(x), encoder_noise^2 I)); evaluation
+        decodes the mean code. Not used by a variational module.
     """
 
     def __init__(self, widths, hidden_sizes=(64,), latent_dim=8, activation="relu", dropout=0.0,
-                 latent_activation=None, variational=False, gaussian_variance="fixed"):
+                 latent_activation=None, variational=False, gaussian_variance="fixed",
+                 encoder_noise=0.0):
         super().__init__()
         self.head = LikelihoodHead(widths, gaussian_variance=gaussian_variance)
         n_inputs = self.head.n_encoded
         self.variational = variational
+        self.encoder_noise = float(encoder_noise)
         self.latent_dim = latent_dim
         self.encoder = MLPEncoder(
             n_inputs, hidden_sizes, 2 * latent_dim if variational else latent_dim,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -12,7 +13,7 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .._compat import HasMethods, Interval, StrOptions, validate_data
-from ..estimators._base import OutlierContractMixin
+from ..estimators._base import CalibratedContributionsMixin, OutlierContractMixin
 from ..exceptions import DataValidationError
 from ..thresholds import make_threshold
 from ..thresholds._thresholds import _NAMED as _THRESHOLD_NAMES
@@ -185,7 +186,8 @@ def _windowed_final(model):
     return final if isinstance(final, BaseWindowedDetector) else None
 
 
-class BaseWindowedDetector(OutlierContractMixin, OutlierMixin, BaseEstimator):
+class BaseWindowedDetector(CalibratedContributionsMixin, OutlierContractMixin, OutlierMixin,
+                           BaseEstimator):
     """Base class for windowed detectors (not for direct use).
 
     Subclasses implement, on standardised windows ``W`` of shape
@@ -196,6 +198,11 @@ class BaseWindowedDetector(OutlierContractMixin, OutlierMixin, BaseEstimator):
       window's anomaly score, ``(n_windows, n_channels)``;
     - ``_window_reconstruction(W)`` (optional): the model's reconstruction,
       same shape as ``W``.
+
+    The base learns, on the training rows, each channel's distribution of
+    contributions (``feature_quantiles_``, ``feature_quantile_levels_``,
+    ``feature_tail_scale_``), so :meth:`feature_scores` compares channels
+    on one scale; :meth:`feature_nll` keeps the additive shares.
     """
 
     _parameter_constraints: dict = {
@@ -273,7 +280,9 @@ class BaseWindowedDetector(OutlierContractMixin, OutlierMixin, BaseEstimator):
 
     def _prepare(self, X, *, reset: bool) -> _Prepared:
         data, times, codes, series = self._split_columns(X)
-        values = validate_data(self, data, reset=reset, dtype=np.float64, ensure_min_samples=1)
+        masked = getattr(self, "handle_missing", "error") == "mask"
+        values = validate_data(self, data, reset=reset, dtype=np.float64, ensure_min_samples=1,
+                               ensure_all_finite="allow-nan" if masked else True)
         segments, order = self._segments(times, len(values), codes, series)
         if order is not None:
             values = values[order]
@@ -285,7 +294,16 @@ class BaseWindowedDetector(OutlierContractMixin, OutlierMixin, BaseEstimator):
                 "treat the rows as regularly sampled."
             )
         if reset:
-            if self.standardize:
+            if self.standardize and masked and np.isnan(values).any():
+                # handle_missing="mask": the observed values' statistics (a channel never
+                # observed gets 0 and 1).
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    self.mean_ = np.nan_to_num(np.nanmean(values, axis=0), nan=0.0)
+                    scale = np.nan_to_num(np.nanstd(values, axis=0), nan=0.0)
+                self.scale_ = np.where(scale > 1e-12 * np.maximum(np.abs(self.mean_), 1.0),
+                                       scale, 1.0)
+            elif self.standardize:
                 self.mean_ = values.mean(axis=0)
                 scale = values.std(axis=0)
                 # A channel constant in training keeps its units instead of exploding.
@@ -320,13 +338,17 @@ class BaseWindowedDetector(OutlierContractMixin, OutlierMixin, BaseEstimator):
         ratio = np.ones(n_channels)
         if self.width > 1:
             within, total, count = np.zeros(n_channels), np.zeros(n_channels), 0
-            for start, stop in _long_segments(segments, self.width):
-                windows = sliding_windows(scaled[start:stop], self.width)
-                within += windows.var(axis=1).sum(axis=0)
-                count += len(windows)
-            total = scaled.var(axis=0)
-            ratio = np.where(total > 0, within / max(count, 1) / np.where(total > 0, total, 1.0),
-                             1.0)
+            with warnings.catch_warnings():  # nan-aware only with missing values
+                warnings.simplefilter("ignore", RuntimeWarning)
+                var = np.nanvar if np.isnan(scaled).any() else np.var
+                for start, stop in _long_segments(segments, self.width):
+                    windows = sliding_windows(scaled[start:stop], self.width)
+                    spread = var(windows, axis=1)
+                    within += np.nan_to_num(spread, nan=0.0).sum(axis=0)
+                    count += np.isfinite(spread).sum(axis=0)
+                total = np.nan_to_num(var(scaled, axis=0), nan=0.0)
+            ratio = np.where(total > 0, within / np.maximum(count, 1)
+                             / np.where(total > 0, total, 1.0), 1.0)
         self.within_window_ratio_ = ratio
         self.slow_channels_ = (ratio < 0.5) if slow_channels == "auto" else np.zeros(
             n_channels, dtype=bool)
@@ -340,7 +362,13 @@ class BaseWindowedDetector(OutlierContractMixin, OutlierMixin, BaseEstimator):
         means = np.zeros((len(windows), 1, windows.shape[2]))
         if slow is None or not slow.any():
             return windows, means
-        means[:, :, slow] = windows[:, :, slow].mean(axis=1, keepdims=True)
+        if np.isnan(windows).any():  # handle_missing="mask": the observed values' mean
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                means[:, :, slow] = np.nan_to_num(
+                    np.nanmean(windows[:, :, slow], axis=1, keepdims=True), nan=0.0)
+        else:
+            means[:, :, slow] = windows[:, :, slow].mean(axis=1, keepdims=True)
         return windows - means, means
 
     def _training_windows(self, prepared: _Prepared) -> np.ndarray:
@@ -404,11 +432,24 @@ class BaseWindowedDetector(OutlierContractMixin, OutlierMixin, BaseEstimator):
                     self.width, self.n_features_in_)
         self._fit_windows(windows)
         self._fit_on_stream(prepared)
-        scores = self._point_contributions(prepared).sum(axis=1)
+        contributions = self._point_contributions(prepared)
         steady = self._steady_rows(prepared)
         y = prepared.in_prepared_order(y)
+        scores = contributions.sum(axis=1)
         self._fit_threshold(scores[steady], None if y is None else y[steady])
+        self._fit_contribution_calibration(contributions, steady)
         return self
+
+    def _fit_contribution_calibration(self, contributions: np.ndarray, steady: np.ndarray,
+                                      threshold: float | None = None) -> None:
+        """Learn each channel's contribution distribution on the steady training rows.
+
+        Only rows at or below the alarm threshold enter (when at least 10 do), so
+        anomalies in the training stream do not widen what counts as typical.
+        """
+        threshold = self.threshold_ if threshold is None else threshold
+        rows = steady & (contributions.sum(axis=1) <= threshold)
+        self._fit_feature_calibration(contributions[rows if rows.sum() >= 10 else steady])
 
     def _fit_on_stream(self, prepared: _Prepared) -> None:
         """Hook after ``_fit_windows``: fit what needs whole training rows (default: nothing)."""
@@ -444,15 +485,63 @@ class BaseWindowedDetector(OutlierContractMixin, OutlierMixin, BaseEstimator):
         return self._windows_to_rows(prepared, self._window_contributions)
 
     def feature_scores(self, X: ArrayLike) -> pd.DataFrame:
-        """Each channel's contribution to each timestamp's anomaly score.
+        """How unusual each channel is at each timestamp, on one scale for all channels.
 
-        Rows sum to :meth:`anomaly_score`; a channel with a large share is
-        the sensor that is off.
+        Each channel's contribution to the anomaly score, measured against
+        the same channel's contributions on the training rows: ``-ln`` of
+        the share of training rows where that channel contributed at least
+        as much (beyond the 90th percentile an exponential tail, so values
+        past anything seen keep growing). 0: as usual as that channel gets;
+        ``ln 100 = 4.6``: its 99th percentile. A noisy channel does not lead
+        by default; the channel with the largest value is the sensor that is
+        off. These do not add up to :meth:`anomaly_score`; the additive
+        shares are :meth:`feature_nll`.
+
+        Returns
+        -------
+        contributions : DataFrame of shape (n_samples, n_channels)
+            Non-negative; indexed like ``X`` when ``X`` is a DataFrame.
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> from aepipe.sensor import WindowedPCA
+        >>> t = np.arange(1200)
+        >>> rng = np.random.default_rng(0)
+        >>> X = pd.DataFrame({"p": np.sin(t / 5), "q": np.cos(t / 7),
+        ...                   "vibration": rng.normal(size=1200)})
+        >>> det = WindowedPCA(width=8).fit(X.iloc[:800])
+        >>> broken = X.iloc[800:].copy()
+        >>> broken.iloc[200:230, 1] += 1.0  # channel q jumps
+        >>> det.feature_scores(broken).iloc[205:225].idxmax(axis=1).value_counts().idxmax()
+        'q'
+        """
+        check_is_fitted(self)
+        prepared = self._prepare(X, reset=False)
+        surprise = self._calibrated(self._point_contributions(prepared))
+        return pd.DataFrame(prepared.in_input_order(surprise),
+                            index=prepared.index, columns=self._channel_names())
+
+    def feature_nll(self, X: ArrayLike) -> pd.DataFrame:
+        """Each channel's additive share of each timestamp's anomaly score.
+
+        Rows sum to :meth:`anomaly_score`. Not comparable across channels (a
+        noisy channel takes a larger share of every row); use
+        :meth:`feature_scores` to find the sensor that is off.
 
         Returns
         -------
         contributions : DataFrame of shape (n_samples, n_channels)
             Indexed like ``X`` when ``X`` is a DataFrame.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from aepipe.sensor import WindowedPCA
+        >>> X = np.random.default_rng(0).normal(size=(300, 3))
+        >>> det = WindowedPCA(width=8).fit(X)
+        >>> bool(np.allclose(det.feature_nll(X).sum(axis=1), det.anomaly_score(X)))
+        True
         """
         check_is_fitted(self)
         prepared = self._prepare(X, reset=False)
@@ -505,5 +594,5 @@ class BaseWindowedDetector(OutlierContractMixin, OutlierMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
+        tags.input_tags.allow_nan = getattr(self, "handle_missing", "error") == "mask"
         return tags

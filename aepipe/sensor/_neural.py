@@ -40,6 +40,7 @@ class _WindowedNeuralDetector(BaseWindowedDetector):
         "device": [str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "handle_missing": [StrOptions({"error", "mask"})],
     }
 
     # ------------------------------------------------------------ fit
@@ -83,7 +84,9 @@ class _WindowedNeuralDetector(BaseWindowedDetector):
         return build_net(
             net_class, module,
             module_params={**module_kwargs, "variational": self.variational},
-            net_params=net_kwargs, learning_rate=self.learning_rate,
+            net_params={**net_kwargs,
+                        "mask_missing": getattr(self, "handle_missing", "error") == "mask"},
+            learning_rate=self.learning_rate,
             weight_decay=self.weight_decay, batch_size=min(self.batch_size, max(n_train, 1)),
             max_epochs=self.max_epochs, valid=valid, patience=self.patience,
             device=self.device_, verbose=self.verbose,
@@ -123,6 +126,8 @@ class _WindowedNeuralDetector(BaseWindowedDetector):
         import torch
 
         flat = windows.reshape(len(windows), -1).astype(np.float32)
+        if np.isnan(flat).any():  # handle_missing="mask": a missing reading is the mean (0)
+            flat = np.nan_to_num(flat, nan=0.0)
         total = np.zeros(flat.shape, dtype=np.float64)
         for net in self.nets_:
             module = net.module_
@@ -141,7 +146,13 @@ class _WindowedNeuralDetector(BaseWindowedDetector):
 
     def _window_contributions(self, windows: np.ndarray) -> np.ndarray:
         # Mean squared error over the window's steps, per channel (standardised units).
-        return ((windows - self._window_reconstruction(windows)) ** 2).mean(axis=1)
+        squared = (windows - self._window_reconstruction(windows)) ** 2
+        if not np.isnan(squared).any():
+            return squared.mean(axis=1)
+        # handle_missing="mask": over each channel's observed steps (0 when none is).
+        observed = ~np.isnan(squared)
+        return (np.where(observed, squared, 0.0).sum(axis=1)
+                / np.maximum(observed.sum(axis=1), 1))
 
 
 _COMMON_DOC = """
@@ -208,6 +219,15 @@ _COMMON_DOC = """
     device : str, default="cpu"
     random_state : int, RandomState or None, default=None
     verbose : int, default=0
+    handle_missing : {"error", "mask"}, default="error"
+        ``"error"``: a missing reading (NaN) raises. ``"mask"``: missing
+        readings are modelled, as in the tabular autoencoders: the channel
+        statistics use the observed readings, the network reads a missing one
+        as the channel's training mean, the training loss counts observed
+        readings only, and a window's score per channel is its mean squared
+        error over the channel's *observed* steps (0 when it has none), so a
+        gap neither raises nor lowers the scores around it by itself;
+        :meth:`reconstruct` fills the gaps. Infinities are always an error.
 
     Attributes
     ----------
@@ -228,7 +248,8 @@ class WindowedAutoencoder(_WindowedNeuralDetector):
 
     A window's anomaly score is its mean squared reconstruction error
     (standardised units) summed over channels; timestamps get one score by
-    ``point_rule``, and :meth:`feature_scores` splits it by channel.
+    ``point_rule``; :meth:`feature_nll` splits it by channel, and
+    :meth:`feature_scores` compares the channels on one scale.
 
     Parameters
     ----------
@@ -256,7 +277,7 @@ class WindowedAutoencoder(_WindowedNeuralDetector):
                  max_epochs=100, early_stopping=True, validation_fraction=0.2, patience=10,
                  threshold="control_chart", standardize=True, slow_channels="keep",
                  time_column=None, series_column=None, gap_policy="split", max_gap_factor=3.0,
-                 device="cpu", random_state=None, verbose=0):
+                 device="cpu", random_state=None, verbose=0, handle_missing="error"):
         self.width = width
         self.stride = stride
         self.point_rule = point_rule
@@ -284,6 +305,7 @@ class WindowedAutoencoder(_WindowedNeuralDetector):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.handle_missing = handle_missing
 
     def _module(self, n_channels):
         from ..nn import AutoencoderModule
@@ -335,7 +357,7 @@ class WindowedConvAutoencoder(_WindowedNeuralDetector):
                  batch_size=64, max_epochs=100, early_stopping=True, validation_fraction=0.2,
                  patience=10, threshold="control_chart", standardize=True, slow_channels="keep",
                  time_column=None, series_column=None, gap_policy="split", max_gap_factor=3.0,
-                 device="cpu", random_state=None, verbose=0):
+                 device="cpu", random_state=None, verbose=0, handle_missing="error"):
         self.width = width
         self.stride = stride
         self.point_rule = point_rule
@@ -364,6 +386,7 @@ class WindowedConvAutoencoder(_WindowedNeuralDetector):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.handle_missing = handle_missing
 
     def _module(self, n_channels):
         from ..nn._conv import ConvAutoencoderModule
