@@ -610,11 +610,7 @@ class Autoencoder(StreamingMixin, BaseDetector):
         from .._tabular import as_frame
 
         check_is_fitted(self)
-        if self.handle_missing != "mask":
-            raise ValueError(
-                f"impute needs handle_missing='mask'; this {type(self).__name__} was fitted "
-                f"with handle_missing={self.handle_missing!r}."
-            )
+        self._require_mask("impute")
         Z = self._validate_input(X, reset=False)
 
         def fill(module, x):

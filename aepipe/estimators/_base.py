@@ -320,6 +320,14 @@ class BaseDetector(CalibratedContributionsMixin, OutlierContractMixin, OutlierMi
             Z = Z[np.linspace(0, len(Z) - 1, _CALIBRATION_ROWS).astype(int)]
         self._fit_feature_calibration(self._column_scores(Z), self._observed_columns(Z))
 
+    def _require_mask(self, method: str) -> None:
+        """Refuse ``method`` on a model not fitted with ``handle_missing="mask"``."""
+        if getattr(self, "handle_missing", "error") != "mask":
+            raise ValueError(
+                f"{method} needs handle_missing='mask'; this {type(self).__name__} was fitted "
+                f"with handle_missing={getattr(self, 'handle_missing', 'error')!r}."
+            )
+
     def _observed_columns(self, Z: np.ndarray):
         """Which columns of each encoded record are observed; None when none can be missing."""
         if getattr(self, "handle_missing", "error") != "mask":

@@ -285,11 +285,7 @@ class PCADetector(BaseDetector):
         from .._tabular import as_frame
 
         check_is_fitted(self)
-        if self.handle_missing != "mask":
-            raise ValueError(
-                f"impute needs handle_missing='mask'; this PCADetector was fitted with "
-                f"handle_missing={self.handle_missing!r}."
-            )
+        self._require_mask("impute")
         Z = self._validate_input(X, reset=False)
         decoded = self.layout_.decode(self._decode_latent(self._project(Z)), like=X)
         if self.layout_.numeric_only:
