@@ -40,6 +40,7 @@ from numbers import Integral, Real
 import numpy as np
 import pandas as pd
 
+from ._standardize import standardization
 from .exceptions import DataValidationError
 
 GAUSSIAN = "gaussian"
@@ -388,44 +389,6 @@ def check_finite_column(values: np.ndarray, name, index=None, *, allow_missing=F
         )
 
 
-# Deviations below ~1e-154 square to subnormal or zero floats: a standard deviation
-# this small is recomputed from deviations divided by their largest magnitude.
-_UNDERFLOW_SPREAD = 1e-140
-
-
-def _without_underflow(scale: np.ndarray, deviation: np.ndarray, count) -> np.ndarray:
-    """``scale`` with the standard deviations of tiny-valued columns computed safely.
-
-    ``deviation`` holds the centred values (0 where missing), ``count`` the
-    number of observed values (per column, or one number). Other columns keep
-    their value bit for bit.
-    """
-    small = np.flatnonzero(np.isfinite(scale) & (scale < _UNDERFLOW_SPREAD))
-    if not len(small):
-        return scale
-    scale = scale.copy()
-    count = np.broadcast_to(np.asarray(count, dtype=np.float64), scale.shape)
-    for j in small:
-        peak = np.abs(deviation[:, j]).max()
-        if peak > 0:
-            scale[j] = peak * np.sqrt(np.sum((deviation[:, j] / peak) ** 2) / count[j])
-    return scale
-
-
-def _scale_or_one(scale: np.ndarray, center: np.ndarray) -> np.ndarray:
-    """Standard deviations, with 1 for constant columns.
-
-    Constant relative to the column's own magnitude: a spread below 1e-12 of
-    ``|mean|`` is float rounding of a constant (0.1 + 0.2 - 0.2 ...), while a
-    column of values around 1e-15 varying by 10 % is not constant and keeps its
-    scale. A spread of exactly 0 (or below the smallest normal float) is
-    constant; so is a non-finite one.
-    """
-    varies = (np.isfinite(scale) & (scale > 1e-12 * np.abs(center))
-              & (scale >= np.finfo(np.float64).tiny))
-    return np.where(varies, scale, 1.0)
-
-
 @dataclass
 class TabularLayout:
     """How the columns of a table map to the encoded matrix (see module docs)."""
@@ -511,26 +474,7 @@ class TabularLayout:
         return layout
 
     def _fit_gaussian_stats(self, raw: np.ndarray) -> None:
-        if self.standardize and raw.shape[0] > 0 and np.isnan(raw).any():
-            # Missing values (handle_missing="mask"): statistics of the observed
-            # entries; a column never observed gets centre 0 and scale 1.
-            observed = ~np.isnan(raw)
-            count = np.maximum(observed.sum(axis=0), 1)
-            center = np.where(observed, raw, 0.0).sum(axis=0) / count
-            with np.errstate(over="ignore", invalid="ignore"):
-                spread = np.where(observed, raw - center, 0.0)
-                scale = np.sqrt((spread**2).sum(axis=0) / count)
-            scale = _scale_or_one(_without_underflow(scale, spread, count), center)
-        elif self.standardize and raw.shape[0] > 0:
-            center = raw.mean(axis=0)
-            # Scale by the std computed on centred values; constant columns get 1.
-            with np.errstate(over="ignore", invalid="ignore"):
-                scale = np.sqrt(np.mean((raw - center) ** 2, axis=0))
-            scale = _scale_or_one(_without_underflow(scale, raw - center, len(raw)), center)
-        else:
-            center = np.zeros(raw.shape[1])
-            scale = np.ones(raw.shape[1])
-        self.center, self.scale = center, scale
+        self.center, self.scale = standardization(raw, standardize=self.standardize)
 
     # ----------------------------------------------------------- properties
     @property

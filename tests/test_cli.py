@@ -265,26 +265,6 @@ TINY_SENSOR = {
 }
 
 
-@pytest.mark.parametrize("n_rows, chunk_size, context", [
-    (10, 3, 2), (10, 1, 4), (10, 100, 3), (25, 7, 7), (5, 2, 0), (9, 9, 8),
-])
-def test_stream_with_context_emits_each_row_once_with_its_context(n_rows, chunk_size, context):
-    from aepipe.cli._main import _stream_with_context
-
-    frame = pd.DataFrame({"x": np.arange(n_rows)})
-    chunks = (frame.iloc[i:i + chunk_size] for i in range(0, n_rows, chunk_size))
-    emitted = []
-    for part, first, stop in _stream_with_context(chunks, context):
-        rows = part["x"].to_numpy()
-        assert (np.diff(rows) == 1).all()  # contiguous
-        for k in range(first, stop):
-            # every emitted row sees `context` rows on each side, as far as the stream has them
-            assert k >= min(context, rows[k]) and len(rows) - 1 - k >= min(
-                context, n_rows - 1 - rows[k])
-        emitted.extend(rows[first:stop])
-    assert emitted == list(range(n_rows))
-
-
 def test_score_of_a_windowed_model_does_not_depend_on_chunk_size(tmp_path):
     from aepipe.datasets import make_sensor_stream
 
@@ -430,11 +410,15 @@ def test_fit_sets_the_alarm_limit_from_the_command_line(tmp_path, table_csv, con
     rate = float(re.search(r"train_anomaly_rate=([0-9.]+)", result.stderr).group(1))
     assert rate == pytest.approx(0.1, abs=0.02)
     result = invoke("fit", "--pipeline", config_file, "--data", table_csv,
-                    "--drop-column", "record_id", "--threshold", "pot")
-    assert_one_line_error(result, code=2, match="--threshold does not apply to Autoencoder")
+                    "--drop-column", "record_id", "--drop-column", "label",
+                    "--threshold", "pot")  # tabular detectors take threshold= too (#14)
+    assert result.exit_code == 0, result.output
     sensor = tmp_path / "sensor.json"
     sensor.write_text(json.dumps({"steps": [{"estimator": "WindowedPCA",
                                              "params": {"width": 4}}]}))
+    result = invoke("fit", "--pipeline", sensor, "--data", table_csv,
+                    "--drop-column", "record_id", "--contamination", "0.1")
+    assert_one_line_error(result, code=2, match="--contamination does not apply to WindowedPCA")
     result = invoke("fit", "--pipeline", sensor, "--data", table_csv,
                     "--drop-column", "record_id", "--threshold", "nonsense")
     assert_one_line_error(result, code=2, match="not a threshold rule")

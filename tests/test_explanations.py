@@ -232,13 +232,13 @@ def test_a_model_file_of_aepipe_0_1_still_loads_and_explains():
 
 
 def _edit_config(path, edit):
-    """Apply ``edit(fitted)`` to the saved config and re-sign it, as aepipe.save would."""
+    """Apply ``edit(attributes)`` to the saved config and re-sign it, as aepipe.save would."""
     import hashlib
 
     with zipfile.ZipFile(path) as archive:
         members = {name: archive.read(name) for name in archive.namelist()}
     config = json.loads(members["config.json"])
-    edit(config["fitted"])
+    edit(config["model"]["__saved__"][1]["attributes"])  # the detector's learned state
     members["config.json"] = json.dumps(config).encode()
     with zipfile.ZipFile(path, "w") as archive:
         archive.comment = (b"aepipe-config-sha256:"

@@ -59,7 +59,9 @@ def test_every_public_detector_is_recorded():
               if isinstance(getattr(aepipe, name), type)
               and issubclass(getattr(aepipe, name), (BaseDetector, BaseWindowedDetector))}
     covered = {type(model).__name__ for _, model in CASES.values()}
-    assert public <= covered, f"not recorded: {sorted(public - covered)}"
+    assert public <= covered, (
+        f"not recorded: {sorted(public - covered)}. Add a case to cases() in "
+        "tests/data/frozen/record.py and record it alone: python tests/data/frozen/record.py NAME")
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -6,7 +6,7 @@ import torch
 from skorch.callbacks import Callback
 
 from aepipe import Autoencoder
-from aepipe.nets import AutoencoderNet, EnsembleAutoencoderModule, TensorDataset
+from aepipe.nets import AutoencoderNet, EnsembleAutoencoderModule, TensorDataset, divergence_guard
 from aepipe.nn import AutoencoderModule, LikelihoodHead, MLPEncoder, inference_batch_rows
 
 torch.set_num_threads(1)
@@ -56,7 +56,7 @@ def test_batch_hook_dispatch_is_training_only_state():
                          module__hidden_sizes=(4,), module__latent_dim=2, max_epochs=1,
                          batch_size=8, train_split=None, callbacks__print_log=None)
     net.fit(TensorDataset(torch.randn(20, 3)), y=None)
-    assert net.batch_hook_callbacks_ is None and net.last_good_state_ is None
+    assert net.batch_hook_callbacks_ is None and divergence_guard(net).last_good_state_ is None
     assert len(net.history[-1, "batches"]) == 3
 
 

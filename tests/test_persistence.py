@@ -1,7 +1,6 @@
 """aepipe.save / aepipe.load: a model file loaded without unpickling; damage is a clear error."""
 
 import hashlib
-import io
 import json
 import os
 import pickle
@@ -11,17 +10,17 @@ import zipfile
 import numpy as np
 import pandas as pd
 import pytest
-import torch
+import safetensors.numpy
 
 import aepipe
 from aepipe import (
     Autoencoder,
     ContractiveAutoencoder,
     DenoisingAutoencoder,
-    PCADetector,
     SparseAutoencoder,
     VariationalAutoencoder,
 )
+from aepipe._persistence import ARRAYS
 from aepipe.exceptions import ModelFileError
 
 FAST = dict(max_epochs=2, batch_size=32, random_state=0)
@@ -54,6 +53,11 @@ def _rewrite(path, change, resign=True):
                                + hashlib.sha256(members["config.json"]).hexdigest().encode())
         for name, data in members.items():
             archive.writestr(name, data)
+
+
+def _state(config):
+    """The saved object's state in a format-3 config (its parameters, attributes, nets)."""
+    return config["model"]["__saved__"][1]
 
 
 def _edit_config(path, edit, resign=True):
@@ -114,13 +118,14 @@ def test_round_trip_of_the_default_detector_is_exact(tmp_path):
     assert loaded.latent_dims_ == est.latent_dims_
 
 
-def test_file_holds_only_json_and_a_weights_only_state_dict(saved):
+def test_file_holds_only_json_and_safetensors(saved):
     with zipfile.ZipFile(saved) as archive:
-        assert sorted(archive.namelist()) == ["config.json", "history.json", "weights.pt"]
+        assert sorted(archive.namelist()) == ["arrays.safetensors", "config.json"]
         config = json.loads(archive.read("config.json"))
-        torch.load(io.BytesIO(archive.read("weights.pt")), weights_only=True)
-    assert config["class"] == "Autoencoder"
-    assert {"aepipe", "torch", "scikit-learn"} <= set(config["versions"])
+        arrays = safetensors.numpy.load(archive.read("arrays.safetensors"))
+    assert config["class"] == "Autoencoder" and config["format_version"] == 3
+    assert {"aepipe", "torch", "scikit-learn", "safetensors"} <= set(config["versions"])
+    assert any(name.startswith("model.net0.") for name in arrays)  # the net's weights
 
 
 def test_save_is_atomic_and_leaves_no_temporary_files(X, tmp_path):
@@ -131,8 +136,10 @@ def test_save_is_atomic_and_leaves_no_temporary_files(X, tmp_path):
 
 
 def test_save_refuses_unsupported_and_unfitted(X, tmp_path):
-    with pytest.raises(TypeError, match="supports aepipe.s detectors.*joblib"):
-        aepipe.save(PCADetector().fit(X), tmp_path / "m.zip")
+    from sklearn.ensemble import IsolationForest
+
+    with pytest.raises(TypeError, match="saved-state protocol.*got IsolationForest.*joblib"):
+        aepipe.save(IsolationForest(n_estimators=2).fit(X), tmp_path / "m.zip")
     with pytest.raises(aepipe.exceptions.NotFittedError):
         aepipe.save(Autoencoder(), tmp_path / "m.zip")
     assert not list(tmp_path.iterdir())
@@ -143,28 +150,31 @@ def test_save_refuses_unsupported_and_unfitted(X, tmp_path):
     (lambda p: p.write_bytes(b""), "not a readable"),
     (lambda p: p.write_text("hello"), "not a readable"),
     (lambda p: _rewrite(p, lambda m: {**m, "config.json": b"{not json"}), "invalid config.json"),
-    (lambda p: _rewrite(p, lambda m: {k: v for k, v in m.items() if k != "weights.pt"}),
-     "has no 'weights.pt'"),
+    (lambda p: _rewrite(p, lambda m: {k: v for k, v in m.items() if k != ARRAYS}),
+     "has no 'arrays.safetensors'"),
     (lambda p: _rewrite(p, lambda m: {k: v for k, v in m.items() if k != "config.json"}),
      "has no 'config.json'"),
-    (lambda p: _rewrite(p, lambda m: {**m, "weights.pt": m["weights.pt"][:-10]}),
+    (lambda p: _rewrite(p, lambda m: {**m, ARRAYS: m[ARRAYS][:-10]}),
      "bytes in the zip but"),
-    (lambda p: _rewrite(p, lambda m: {**m, "weights.pt": m["weights.pt"][:-1] + b"x"}),
+    (lambda p: _rewrite(p, lambda m: {**m, ARRAYS: m[ARRAYS][:-1] + b"x"}),
      "does not match the size/SHA-256"),
     (lambda p: _edit_config(p, lambda c: c.update({"class": "os.system"})),
      "names the class 'os.system'"),
     (lambda p: _edit_config(p, lambda c: c.update({"format_version": 99})), "format version 99"),
     (lambda p: _edit_config(p, lambda c: c.update({"format": "other"})), "not an aepipe model"),
-    (lambda p: _edit_config(p, lambda c: c["params"].update({"evil": 1})),
+    (lambda p: _edit_config(p, lambda c: _state(c)["params"].update({"evil": 1})),
      r"unknown parameters \['evil'\]"),
-    (lambda p: _edit_config(p, lambda c: c["params"].update({"learning_rate": "fast"})),
+    (lambda p: _edit_config(p, lambda c: _state(c)["params"].update({"learning_rate": "fast"})),
      "cannot be rebuilt"),
-    (lambda p: _edit_config(p, lambda c: c["fitted"].pop("layout_")), "cannot be rebuilt"),
-    (lambda p: _edit_config(p, lambda c: c["fitted"].update({"latent_dim_": 7})),
+    (lambda p: _edit_config(p, lambda c: _state(c)["attributes"].pop("layout_")),
      "cannot be rebuilt"),
+    (lambda p: _edit_config(p, lambda c: _state(c)["attributes"].update({"latent_dim_": 7})),
+     "cannot be rebuilt"),
+    (lambda p: _edit_config(p, lambda c: c["model"]["__saved__"].__setitem__(0, "Popen")),
+     "cannot be rebuilt.*names the class 'Popen'"),
 ], ids=["truncated", "empty", "text", "bad-json", "no-weights", "no-config", "short-weights",
         "flipped-byte", "unknown-class", "future-version", "foreign-format", "unknown-param",
-        "bad-param-value", "no-layout", "wrong-shape"])
+        "bad-param-value", "no-layout", "wrong-shape", "unknown-nested-class"])
 def test_damaged_or_tampered_file_is_a_model_file_error(saved, damage, message):
     damage(saved)
     with pytest.raises(ModelFileError, match=message):
@@ -173,8 +183,8 @@ def test_damaged_or_tampered_file_is_a_model_file_error(saved, damage, message):
 
 @pytest.mark.parametrize("edit", [
     lambda c: c.update({"class": "SparseAutoencoder"}),  # another model, other scores
-    lambda c: c["fitted"].update({"offset_": 1e9}),  # every row an alarm
-    lambda c: c["params"].update({"contamination": 0.4}),
+    lambda c: _state(c)["attributes"].update({"offset_": 1e9}),  # every row an alarm
+    lambda c: _state(c)["params"].update({"contamination": 0.4}),
 ], ids=["class", "offset", "param"])
 def test_an_edited_config_is_refused_by_its_checksum(saved, edit):
     _edit_config(saved, edit, resign=False)
@@ -189,9 +199,8 @@ def test_a_member_larger_than_declared_or_plausible_is_refused_before_decompress
 
     def bomb(members):
         config = json.loads(members["config.json"])
-        config["members"]["weights.pt"] = {"size": len(big),
-                                           "sha256": hashlib.sha256(big).hexdigest()}
-        return {**members, "config.json": json.dumps(config).encode(), "weights.pt": big}
+        config["members"][ARRAYS] = {"size": len(big), "sha256": hashlib.sha256(big).hexdigest()}
+        return {**members, "config.json": json.dumps(config).encode(), ARRAYS: big}
 
     with zipfile.ZipFile(saved) as archive:
         members = {name: archive.read(name) for name in archive.namelist()}
@@ -257,18 +266,18 @@ class _Exploit:
         return (exec, ("import pathlib; pathlib.Path('pwned').touch()",))
 
 
-@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
-def test_a_pickle_payload_in_the_weights_is_never_executed(saved, tmp_path):
+def test_a_pickle_payload_in_the_arrays_is_never_executed(saved, tmp_path, monkeypatch):
     payload = pickle.dumps({"w": _Exploit()})
+    monkeypatch.chdir(tmp_path)
 
     def change(members):
         config = json.loads(members["config.json"])
-        config["members"]["weights.pt"] = {"sha256": hashlib.sha256(payload).hexdigest(),
-                                           "size": len(payload)}
-        return {**members, "config.json": json.dumps(config).encode(), "weights.pt": payload}
+        config["members"][ARRAYS] = {"sha256": hashlib.sha256(payload).hexdigest(),
+                                     "size": len(payload)}
+        return {**members, "config.json": json.dumps(config).encode(), ARRAYS: payload}
 
     _rewrite(saved, change)
-    with pytest.raises(ModelFileError, match="weights cannot be read"):
+    with pytest.raises(ModelFileError, match="arrays cannot be read"):
         aepipe.load(saved)
     assert not (tmp_path / "pwned").exists()
 
@@ -320,8 +329,8 @@ def test_round_trip_of_a_windowed_detector_is_exact(estimator, tmp_path):
         pd.testing.assert_frame_equal(loaded.reconstruct(stream), estimator.reconstruct(stream))
         assert [len(n.history) for n in loaded.nets_] == [len(n.history) for n in estimator.nets_]
     with zipfile.ZipFile(path) as archive:
-        assert set(archive.namelist()) <= {"config.json", "history.json", "weights.pt"}
-        torch.load(io.BytesIO(archive.read("weights.pt")), weights_only=True)
+        assert set(archive.namelist()) == {"config.json", ARRAYS}
+        safetensors.numpy.load(archive.read(ARRAYS))
 
 
 def test_loaded_spot_threshold_keeps_its_streaming_state(tmp_path):
@@ -342,7 +351,7 @@ def test_a_windowed_file_cannot_set_other_than_learned_attributes(tmp_path):
     from aepipe.sensor import WindowedPCA
 
     path = aepipe.save(WindowedPCA(width=8).fit(_sensor_stream().iloc[:120]), tmp_path / "m.zip")
-    _edit_config(path, lambda c: c["fitted"]["attributes"].update({"score_samples": 1.0}))
+    _edit_config(path, lambda c: _state(c)["attributes"].update({"score_samples": 1.0}))
     with pytest.raises(ModelFileError, match="cannot be rebuilt.*'score_samples' is not a learned"):
         aepipe.load(path)
 
@@ -361,14 +370,15 @@ def test_saved_file_gets_the_umask_mode_not_the_temporary_files(X, tmp_path, uma
 def test_a_windowed_file_with_a_wrong_net_count_is_a_model_file_error(tmp_path):
     est = aepipe.make_default_sensor_detector(width=8, max_epochs=1, random_state=0)
     path = aepipe.save(est.fit(_sensor_stream().iloc[:120]), tmp_path / "m.zip")
-    _edit_config(path, lambda c: c["fitted"].update({"n_nets": 10**9}))
-    with pytest.raises(ModelFileError, match="weights hold 1 nets, the config 1000000000"):
+    _edit_config(path, lambda c: _state(c)["nets"].extend([{"history": None}] * 9))
+    with pytest.raises(ModelFileError, match="weights hold 1 nets, the config 10"):
         aepipe.load(path)
 
 
 def test_layer_sizes_that_do_not_fit_the_weights_are_refused_before_allocation(saved):
     # 10^4 x 10^4 hidden units (a 400 MB layer) that the stored weights do not hold.
-    _edit_config(saved, lambda c: c["fitted"].update({"hidden_sizes_": [10_000, 10_000]}))
+    _edit_config(saved, lambda c: _state(c)["attributes"].update(
+        {"hidden_sizes_": {"__tuple__": [10_000, 10_000]}}))
     with pytest.raises(ModelFileError, match="do not fit the model the config describes"):
         aepipe.load(saved)
 
@@ -379,7 +389,7 @@ def test_a_windowed_file_with_another_width_is_a_model_file_error(tmp_path):
     for est in [aepipe.make_default_sensor_detector(width=8, max_epochs=1, random_state=0),
                 WindowedDenoisingAutoencoder(width=8, max_epochs=1, random_state=0)]:
         path = aepipe.save(est.fit(_sensor_stream().iloc[:120]), tmp_path / "m.zip")
-        _edit_config(path, lambda c: c["params"].update({"width": 4000}))
+        _edit_config(path, lambda c: _state(c)["params"].update({"width": 4000}))
         with pytest.raises(ModelFileError, match="do not fit"):
             aepipe.load(path)
 
@@ -390,6 +400,7 @@ def test_only_exported_threshold_classes_are_built_from_a_file(tmp_path, name):
 
     est = WindowedPCA(width=8, statistic="q", threshold="pot").fit(_sensor_stream().iloc[:120])
     path = aepipe.save(est, tmp_path / "m.zip")
-    _edit_config(path, lambda c: c["fitted"]["threshold_object_"].update({"class": name}))
-    with pytest.raises(ModelFileError, match=f"threshold class '{name}'.*POTThreshold"):
+    _edit_config(path, lambda c: _state(c)["attributes"]["threshold_object_"]["__object__"]
+                 .__setitem__(0, name))
+    with pytest.raises(ModelFileError, match=f"class '{name}'.*POTThreshold"):
         aepipe.load(path)

@@ -206,9 +206,22 @@ def test_saved_index_without_encoder_round_trips(tmp_path):
 
 
 def test_index_with_an_unsavable_encoder_says_why(X, tmp_path):
-    pipe = Pipeline([("scale", StandardScaler()), ("ae", Autoencoder(**FAST))]).fit(X)
-    with pytest.raises(TypeError, match="its encoder cannot: aepipe.save supports"):
+    from sklearn.preprocessing import FunctionTransformer
+
+    pipe = Pipeline([("squash", FunctionTransformer(np.tanh)),
+                     ("ae", Autoencoder(**FAST))]).fit(X)
+    with pytest.raises(TypeError, match=r"step 'squash' \(FunctionTransformer\) cannot be saved"):
         aepipe.save(CodeIndex(pipe).fit(X), tmp_path / "index.aepipe")
+    assert not list(tmp_path.iterdir())
+
+
+def test_index_with_a_pipeline_encoder_round_trips(X, tmp_path):
+    pipe = Pipeline([("scale", StandardScaler()), ("ae", Autoencoder(**FAST))]).fit(X)
+    index = CodeIndex(pipe).fit(X)
+    loaded = aepipe.load(aepipe.save(index, tmp_path / "index.aepipe"))
+    assert isinstance(loaded.encoder, Pipeline)
+    for a, b in zip(index.kneighbors(X[:5], 3), loaded.kneighbors(X[:5], 3)):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_edited_codes_are_detected(ae, X, tmp_path):
@@ -216,14 +229,14 @@ def test_edited_codes_are_detected(ae, X, tmp_path):
     with zipfile.ZipFile(path) as archive:
         members = {name: archive.read(name) for name in archive.namelist()}
         comment = archive.comment
-    codes = bytearray(members["codes.npy"])
-    codes[-1] ^= 0xFF
-    members["codes.npy"] = bytes(codes)
+    arrays = bytearray(members["arrays.safetensors"])  # the codes among them
+    arrays[-1] ^= 0xFF
+    members["arrays.safetensors"] = bytes(arrays)
     with zipfile.ZipFile(path, "w") as archive:
         archive.comment = comment
         for name, data in members.items():
             archive.writestr(name, data)
-    with pytest.raises(ModelFileError, match="'codes.npy' does not match"):
+    with pytest.raises(ModelFileError, match="'arrays.safetensors' does not match"):
         aepipe.load(path)
 
 

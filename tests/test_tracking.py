@@ -299,8 +299,8 @@ def test_corrupted_pipeline_file_is_model_file_error(tracked, tmp_path):
     run, _, _ = tracked
     with mlflow.tracking._tracking_service.utils._use_tracking_uri(run.tracking_uri):
         local = mlflow.artifacts.download_artifacts(run.model_uri, dst_path=str(tmp_path))
-    pipeline_file = next((tmp_path / "artifacts").rglob("pipeline.joblib")) \
-        if (tmp_path / "artifacts").exists() else next(tmp_path.rglob("pipeline.joblib"))
+    pipeline_file = next((tmp_path / "artifacts").rglob("pipeline.aepipe")) \
+        if (tmp_path / "artifacts").exists() else next(tmp_path.rglob("pipeline.aepipe"))
     pipeline_file.write_bytes(pipeline_file.read_bytes()[:100])
     with pytest.raises(ModelFileError, match="truncated, corrupted"):
         load_model(local)

@@ -1,90 +1,55 @@
-"""Reading tables, streaming them in chunks, writing results atomically, finding models."""
+"""The CLI's side of table files: usage errors for bad paths, refusing to overwrite inputs.
+
+Formats, reading, chunking and atomic writing live in :mod:`aepipe._tables`
+(shared with Dask scoring); this module turns an unsupported suffix into a
+usage error (exit code 2) and adds what only the commands need.
+"""
 
 from __future__ import annotations
 
 import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import click
 import pandas as pd
 
-from .._files import default_file_mode
+from .. import _tables
+from .._tables import UnsupportedTableFormat
 from ..exceptions import DataValidationError
 
-CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".txt")
-PARQUET_SUFFIXES = (".parquet", ".pq")
+
+@contextmanager
+def _suffix_is_usage_error():
+    """An unsupported suffix is a usage error (exit code 2), the rest as raised."""
+    try:
+        yield
+    except UnsupportedTableFormat as exc:
+        raise click.BadParameter(str(exc), param_hint="file") from None
 
 
-def table_format(path: Path) -> str:
-    name = path.name.lower()
-    if name.endswith(CSV_SUFFIXES):
-        return "csv"
-    if name.endswith(PARQUET_SUFFIXES):
-        return "parquet"
-    raise click.BadParameter(
-        f"{str(path)!r} has an unsupported suffix; use one of "
-        f"{', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}.",
-        param_hint="file",
-    )
-
-
-def _csv_sep(path: Path) -> str:
-    return "\t" if path.name.lower().endswith(".tsv") else ","
-
-
-def existing_data(path) -> Path:
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"Data file not found: {str(path)!r}.")
-    if path.is_dir() and table_format(path) != "parquet":
-        raise DataValidationError(f"Data path {str(path)!r} is a directory, not a file.")
-    table_format(path)
-    return path
+def table_format(path: Path) -> _tables.TableFormat:
+    """The registered format of ``path``."""
+    with _suffix_is_usage_error():
+        return _tables.table_format(path)
 
 
 def read_table(path) -> pd.DataFrame:
     """The whole file as a DataFrame (fit and compare need all rows in memory)."""
-    path = existing_data(path)
-    try:
-        if table_format(path) == "csv":
-            frame = pd.read_csv(path, sep=_csv_sep(path))
-        else:
-            frame = pd.read_parquet(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataValidationError(f"Cannot read {str(path)!r}: {str(exc).splitlines()[0]}") from None
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise DataValidationError(f"Cannot read {str(path)!r}: {str(exc).splitlines()[0]}") from None
-    if frame.empty:
-        raise DataValidationError(f"{str(path)!r} has no rows.")
-    return frame
+    with _suffix_is_usage_error():
+        return _tables.read_table(path)
 
 
 def iter_table(path, chunk_size: int):
-    """Yield DataFrames of at most ``chunk_size`` rows (bounded memory)."""
-    path = existing_data(path)
-    try:
-        if table_format(path) == "csv":
-            reader = pd.read_csv(path, sep=_csv_sep(path), chunksize=chunk_size)
-            with reader:
-                yield from reader
-        else:
-            import pyarrow.parquet as pq
+    """Yield DataFrames of at most ``chunk_size`` rows (bounded memory), indexed by position."""
+    with _suffix_is_usage_error():
+        yield from _tables.iter_table(path, chunk_size)
 
-            start = 0
-            dataset = pq.ParquetDataset(path) if path.is_dir() else None
-            files = [pq.ParquetFile(f) for f in dataset.files] if dataset else [pq.ParquetFile(path)]
-            for parquet in files:
-                for batch in parquet.iter_batches(batch_size=chunk_size):
-                    frame = batch.to_pandas()
-                    frame.index = pd.RangeIndex(start, start + len(frame))
-                    start += len(frame)
-                    yield frame
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataValidationError(f"Cannot read {str(path)!r}: {str(exc).splitlines()[0]}") from None
+
+def atomic_table_writer(out):
+    """A writer to a temporary file next to ``out``, renamed over ``out`` on success only."""
+    table_format(Path(out))
+    return _tables.atomic_table_writer(out)
 
 
 def plain_categories(frame: pd.DataFrame) -> pd.DataFrame:
@@ -107,37 +72,6 @@ def check_columns(frame: pd.DataFrame, columns, path, option: str) -> None:
             raise DataValidationError(
                 f"{option} {column!r} is not a column of {str(path)!r}; its columns: {shown}{more}."
             )
-
-
-class _TableWriter:
-    """Appends DataFrames to a CSV or Parquet file."""
-
-    def __init__(self, path: Path, kind: str):
-        self.path, self.kind = path, kind
-        self._header = True
-        self._parquet = None
-        self._schema = None
-
-    def write(self, frame: pd.DataFrame) -> None:
-        if self.kind == "csv":
-            frame.to_csv(self.path, mode="w" if self._header else "a", header=self._header,
-                         index=False, sep=_csv_sep(self.path))
-            self._header = False
-            return
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        if self._parquet is None:
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            self._schema = table.schema
-            self._parquet = pq.ParquetWriter(self.path, self._schema)
-        else:
-            table = pa.Table.from_pandas(frame, schema=self._schema, preserve_index=False)
-        self._parquet.write_table(table)
-
-    def close(self) -> None:
-        if self._parquet is not None:
-            self._parquet.close()
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -177,33 +111,6 @@ def refuse_overwriting(outputs: dict, inputs: dict) -> None:
                 raise click.UsageError(
                     f"{option_a} and {option_b} both name {str(a)!r}; give them different paths."
                 )
-
-
-@contextmanager
-def atomic_table_writer(out):
-    """A writer to a temporary file next to ``out``, renamed over ``out`` on success only."""
-    out = Path(out).expanduser()
-    kind = table_format(out)
-    if not out.parent.exists():
-        raise FileNotFoundError(f"Output folder does not exist: {str(out.parent)!r}.")
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
-    os.close(fd)
-    os.chmod(tmp, default_file_mode())  # mkstemp's 0o600 would survive the rename
-    tmp_path = Path(tmp)
-    # Keep the suffix so pandas picks the compression (".csv.gz") of the final name.
-    staged = tmp_path.with_name(tmp_path.name + "".join(out.suffixes))
-    os.replace(tmp_path, staged)
-    writer = _TableWriter(staged, kind)
-    try:
-        yield writer
-        writer.close()
-        os.replace(staged, out)
-    except BaseException:
-        try:
-            writer.close()
-        finally:
-            staged.unlink(missing_ok=True)
-        raise
 
 
 def is_model_uri(text: str) -> bool:

@@ -481,38 +481,6 @@ def _set_alarm_limit(model, *, contamination, threshold) -> None:
 
 
 # ---------------------------------------------------------------- score / explain
-def _stream_with_context(chunks, context: int):
-    """Yield ``(frame, first, stop)``: rows ``first:stop`` of ``frame`` are to be emitted.
-
-    With ``context > 0`` (a windowed detector) every frame carries up to
-    ``context`` rows before and holds back ``context`` rows after the rows
-    it emits, which come out with the next frame: each row is scored from
-    the same windows as when the whole stream is scored at once, whatever
-    the chunk size.
-    """
-    import pandas as pd
-
-    if context == 0:
-        for chunk in chunks:
-            yield chunk, 0, len(chunk)
-        return
-    left = None  # rows already emitted, kept as context
-    pending = None  # rows read but not yet emitted
-    for chunk in chunks:
-        parts = [p for p in (left, pending, chunk) if p is not None]
-        frame = pd.concat(parts) if len(parts) > 1 else chunk
-        first = 0 if left is None else len(left)
-        stop = max(first, len(frame) - context)
-        if stop > first:
-            yield frame, first, stop
-        left = frame.iloc[max(0, stop - context):stop] if stop > first else left
-        pending = frame.iloc[stop:]
-    if pending is not None and len(pending):
-        parts = [p for p in (left, pending) if p is not None]
-        frame = pd.concat(parts)
-        yield frame, len(frame) - len(pending), len(frame)
-
-
 def _grouped_by_series(chunks, column: str):
     """Pass chunks through, refusing a file whose series' rows are not contiguous.
 
@@ -568,6 +536,7 @@ def _score_stream(model, data, *, chunk_size, id_column, drop_column, top_k, wri
     import pandas as pd
     from tqdm.auto import tqdm
 
+    from .._tables import chunks_with_context
     from ..sensor import series_column_of, window_context
     from ._io import iter_table
 
@@ -591,7 +560,8 @@ def _score_stream(model, data, *, chunk_size, id_column, drop_column, top_k, wri
               disable=_progress_disabled(show_progress),
               unit_scale=True) as bar:
         # iter_table indexes rows by their 0-based position in the file.
-        for frame, first, stop in _stream_with_context(chunks, context):
+        for chunk in chunks_with_context(chunks, context):
+            frame = chunk.frame
             ids = frame[id_column].to_numpy() if id_column else frame.index.to_numpy()
             features = frame.drop(columns=[c for c in (id_column, *drop_column) if c])
             if rejected is not None:  # --on-error skip: score the good rows, report the rest
@@ -609,15 +579,15 @@ def _score_stream(model, data, *, chunk_size, id_column, drop_column, top_k, wri
                     continue
             scored = model.predict(None, features).reset_index(drop=True)
             scored.insert(0, id_name, ids)
-            if context:
-                scored = scored.iloc[first:stop].reset_index(drop=True)
+            if context:  # rows around the chunk's own ones were there as context only
+                scored = chunk.own(scored).reset_index(drop=True)
             if writer is not None:
                 writer.write(scored)
             if keep_top:
                 both = scored if top is None else pd.concat([top, scored], ignore_index=True)
                 top = both.nlargest(keep_top, "anomaly_score")
-            n_rows += stop - first
-            bar.update(stop - first)
+            n_rows += chunk.stop - chunk.first
+            bar.update(chunk.stop - chunk.first)
     if n_rows == 0:
         raise click.UsageError(f"{data!r} has no rows to score.")
     return n_rows, top

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .._tables import UnsupportedTableFormat, chunks_with_context, table_format, table_suffixes
 from ._cluster import _check_torch_threads, _require_distributed, torch_threads_on
 
 _logger = logging.getLogger(__name__)
@@ -175,12 +176,15 @@ def _rows_after(n: int, more: bool, empty: pd.DataFrame, *heads: pd.DataFrame) -
     return rows
 
 
-def _score_partition_in_context(before, part, after, scorer, dtypes, id_column):
+def _score_partition_in_context(before, part, after, context, scorer, dtypes, id_column):
     """Score ``part`` with its neighbouring rows, keep ``part``'s rows."""
-    if len(part) == 0:
+    # One partition is a one-chunk stream with its neighbours' rows around it:
+    # the generator `aepipe score` streams a file through yields it whole.
+    chunks = list(chunks_with_context([part], context, before=before, after=after))
+    if not chunks:  # an empty partition
         return _score_partition(part, scorer, dtypes, id_column)
-    scores = _score_partition(_concat([before, part, after]), scorer, dtypes, id_column)
-    scores = scores.iloc[len(before):len(before) + len(part)]
+    (chunk,) = chunks
+    scores = chunk.own(_score_partition(chunk.frame, scorer, dtypes, id_column))
     scores.index = part.index
     return scores
 
@@ -221,7 +225,7 @@ def _score_with_context(ddf, context: int, scorer, dtypes, id_column, meta):
     ]
     scored = [
         dask.delayed(_score_partition_in_context, pure=True)(
-            b, part, a, scorer, dtypes, id_column)
+            b, part, a, context, scorer, dtypes, id_column)
         for b, part, a in zip(before, parts, after)
     ]
     return dd.from_delayed(scored, meta=meta, divisions=ddf.divisions, verify_meta=False)
@@ -337,78 +341,22 @@ def score_dask(model, ddf, *, top_k: int = 3, id_column: str | None = None, meta
 
 
 # ---------------------------------------------------------------- files
-def _is_parquet(path: str) -> bool:
-    lowered = path.lower().rstrip("/")
-    return lowered.endswith((".parquet", ".pq")) or os.path.isdir(path)
-
-
 def _read(data_path: str, blocksize):
-    import dask.dataframe as dd
-
-    lowered = data_path.lower()
-    if _is_parquet(data_path):
-        return dd.read_parquet(data_path)
-    if lowered.endswith((".csv", ".csv.gz", ".tsv", ".txt")) or "*" in data_path:
-        compressed = lowered.endswith(".gz")
-        sep = "\t" if lowered.endswith(".tsv") else ","
-        # gzip cannot be split: one partition per file.
-        return dd.read_csv(data_path, sep=sep, blocksize=None if compressed else blocksize)
-    raise ValueError(
-        f"data_path={data_path!r} must be a CSV file (.csv, .csv.gz, .tsv), a Parquet file "
-        "or directory (.parquet), or a glob of them."
-    )
-
-
-def _part_name(i: int) -> str:
-    # Zero-padded so a plain directory listing keeps the row order.
-    return f"{i:06d}"
-
-
-def _write_and_count(scores, tmp_path: str, parquet: bool, single_file: bool):
-    """Lazy writes of ``scores`` to ``tmp_path``, and the lazy row count.
-
-    Both come from one graph, so each partition is scored once. Parquet is
-    always written as a dataset directory by the workers (merged into one
-    file afterwards when ``single_file``).
-    """
-    if parquet:
-        write = scores.to_parquet(
-            tmp_path, write_index=False, compute=False,
-            name_function=lambda i: f"part.{_part_name(i)}.parquet",
-        )
-        return [write], scores.map_partitions(len).sum()
-    # ``to_csv`` returns delayed objects, which Dask optimises apart from
-    # expressions: go through the scored partitions as delayed objects so the
-    # writes and the count share them.
-    import dask
-    import dask.dataframe as dd
-
-    parts = scores.to_delayed()
-    shared = dd.from_delayed(parts, meta=scores._meta, divisions=None, verify_meta=False)
-    if single_file:
-        writes = shared.to_csv(tmp_path, index=False, single_file=True, compute=False)
-    else:
-        os.mkdir(tmp_path)
-        writes = shared.to_csv(os.path.join(tmp_path, "part.*.csv"), index=False,
-                               name_function=_part_name, compute=False)
-    return list(writes), dask.delayed(sum)([dask.delayed(len)(part) for part in parts])
-
-
-def _merge_parquet(directory: Path, out_file: Path) -> None:
-    """Concatenate a dataset directory's files, row group by row group, into one file."""
-    import pyarrow.parquet as pq
-
-    writer = None
+    """A Dask DataFrame over a file, directory or glob, read as its registered format."""
     try:
-        for part in sorted(directory.glob("*.parquet")):
-            source = pq.ParquetFile(part)
-            if writer is None:
-                writer = pq.ParquetWriter(out_file, source.schema_arrow)
-            for group in range(source.num_row_groups):
-                writer.write_table(source.read_row_group(group))
-    finally:
-        if writer is not None:
-            writer.close()
+        fmt = table_format(data_path.rstrip("/"))
+    except UnsupportedTableFormat:
+        fmt = None
+    if os.path.isdir(data_path) and (fmt is None or not fmt.reads_directories):
+        fmt = table_format(".parquet")  # a directory is a Parquet dataset
+    elif fmt is None and "*" in data_path:
+        fmt = table_format(".csv")  # a glob without a suffix names CSV files
+    elif fmt is None:
+        raise ValueError(
+            f"data_path={data_path!r} must be a file of a registered format "
+            f"({', '.join(table_suffixes())}), a Parquet directory, or a glob of them."
+        )
+    return fmt.read_dask(data_path, blocksize)
 
 
 def _number_rows(ddf, column: str, scheduler):
@@ -474,8 +422,9 @@ def score_file_distributed(
         directory, or a glob of CSV files. Workers read it, so it must be on a
         filesystem they share (or an fsspec URL they can reach).
     out_path : str or path
-        ``.csv`` or ``.parquet``, on a filesystem the workers share (see
-        ``single_file``).
+        A file of a registered table format (``.csv``, ``.tsv``, ``.csv.gz``,
+        ``.parquet``; see :mod:`aepipe._tables`), on a filesystem the
+        workers share (see ``single_file``).
     scheduler : str or distributed.Client
         ``"tcp://host:8786"`` (a client is opened and closed for this call), a
         ``distributed.Client``, or a single-machine Dask scheduler
@@ -513,11 +462,11 @@ def score_file_distributed(
 
     data_path = os.fspath(data_path)
     out = Path(os.fspath(out_path))
-    parquet_out = out.suffix.lower() in (".parquet", ".pq")
-    if not parquet_out and out.suffix.lower() != ".csv":
-        raise ValueError(
-            f"out_path={os.fspath(out_path)!r} must end in .csv or .parquet."
-        )
+    try:
+        out_format = table_format(out)
+    except UnsupportedTableFormat:
+        raise ValueError(f"out_path={os.fspath(out_path)!r} must end in "
+                         f"{', '.join(table_suffixes())}.") from None
     if not out.parent.exists():
         raise FileNotFoundError(f"The output directory {out.parent} does not exist.")
 
@@ -533,15 +482,16 @@ def score_file_distributed(
             id_column = "row"
         scores = score_dask(model, ddf, top_k=top_k, id_column=id_column,
                             tracking_uri=tracking_uri)
-        tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:12]}")
-        staged = tmp.with_name(tmp.name + ".d") if parquet_out and single_file else tmp
-        writes, n_rows = _write_and_count(scores, str(staged), parquet_out, single_file)
+        # Ends with out's name, so the writer sees the suffix (".tsv", ".csv.gz").
+        tmp = out.with_name(f".tmp-{uuid.uuid4().hex[:12]}.{out.name}")
+        # A format may stage part files in the directory `tmp.d` before completing `tmp`.
+        staged = tmp.with_name(tmp.name + ".d")
+        writes, n_rows, finish = out_format.write_dask(scores, str(tmp), single_file)
         threads = torch_threads_on(client, torch_threads) if client is not None else _null()
         try:
             with threads:
                 *_, total = dask.compute(*writes, n_rows, scheduler=compute_scheduler)
-            if staged != tmp:
-                _merge_parquet(staged, tmp)
+            finish()
             _replace(tmp, out)
         finally:
             for path in {staged, tmp}:

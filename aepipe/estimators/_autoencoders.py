@@ -13,7 +13,8 @@ from sklearn.utils.validation import check_is_fitted
 from .._compat import Interval, StrOptions, _fit_context
 from .._random import resolve_seed, torch_seeded
 from ..exceptions import TrainingDivergedError
-from ._base import BaseDetector, check_size, check_sizes
+from ._base import BaseDetector
+from ._sizes import HIDDEN, LATENT, resolve_width, resolve_widths
 from ._stream import StreamingMixin, blend
 
 logger = logging.getLogger(__name__)
@@ -32,17 +33,10 @@ def one_hot_expander(layout, device):
 
 
 def resolve_device(device: str) -> str:
-    """``"auto"`` -> cuda when available; a clear error when cuda is asked for but absent."""
-    import torch
+    """:func:`aepipe.nets.resolve_device`, importable without torch (aepipe._persistence)."""
+    from ..nets import resolve_device as resolve
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(
-            f"device={device!r} was requested but CUDA is not available on this machine "
-            "(torch.cuda.is_available() is False). Use device='cpu' or device='auto'."
-        )
-    return device
+    return resolve(device)
 
 
 class Autoencoder(StreamingMixin, BaseDetector):
@@ -97,9 +91,21 @@ class Autoencoder(StreamingMixin, BaseDetector):
     validation_fraction : float, default=0.1
     patience : int, default=10
     contamination : "auto" or float in (0, 0.5], default="auto"
-        Share of outliers in the training data; sets ``offset_``. ``"auto"``
-        assumes no rate: it flags anomaly scores above Tukey's boxplot fence
-        of the training scores, Q3 + 1.5 * IQR.
+        Share of outliers in the training data, scikit-learn's shorthand for
+        the alarm limit when ``threshold`` is None: a float ``c`` is
+        ``threshold=ContaminationThreshold(contamination=c)`` (``offset_`` is
+        the ``100 * c`` percentile of the training ``score_samples``, as in
+        scikit-learn); ``"auto"`` assumes no rate and is
+        ``threshold=TukeyFenceThreshold()``: anomaly scores above Tukey's
+        boxplot fence of the training scores, Q3 + 1.5 * IQR, are alarms.
+    threshold : str, threshold object or None, default=None
+        The alarm limit, fitted on the training anomaly scores: a name of
+        :func:`aepipe.thresholds.make_threshold` (``"pot"``, ``"spot"``,
+        ``"best_f1"``, ``"control_chart"``, ...) or an instance of
+        :mod:`aepipe.thresholds` (cloned at fit), as for the windowed
+        detectors. ``"best_f1"`` learns from the labels passed as
+        ``fit(X, y)``. None: the one ``contamination`` stands for. Setting
+        both ``threshold`` and a float ``contamination`` is an error.
     device : {"cpu", "cuda", "auto"} or str, default="cpu"
     callbacks : list of skorch callbacks or None, default=None
         Extra callbacks for the skorch net (e.g. ``skorch.callbacks.Checkpoint``).
@@ -208,8 +214,13 @@ class Autoencoder(StreamingMixin, BaseDetector):
         :meth:`sample_reconstruction` and :meth:`VariationalAutoencoder.sample`.
     layout_ : TabularLayout
         Column kinds and their positions in the encoded matrix.
+    threshold_object_ : BaseThreshold
+        The fitted threshold (``threshold``, or the one ``contamination``
+        stands for).
+    threshold_ : float
+        Alarm limit on :meth:`anomaly_score`: higher scores are alarms.
     offset_ : float
-        ``decision_function = score_samples - offset_``.
+        ``-threshold_``; ``decision_function = score_samples - offset_``.
     latent_dim_, hidden_sizes_ : int, tuple of int
         Resolved sizes.
     device_ : str
@@ -262,26 +273,12 @@ class Autoencoder(StreamingMixin, BaseDetector):
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "gaussian_variance": [StrOptions({"fixed", "learned"})],
         "optimizer": [StrOptions({"adam", "adamw", "sgd"})],
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
-        "weight_decay": [Interval(Real, 0, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
-        "early_stopping": ["boolean"],
-        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "patience": [Interval(Integral, 1, None, closed="left")],
-        "device": [str],
         "callbacks": [list, None],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
-        "handle_missing": [StrOptions({"error", "mask"})],
         "checkpoint_dir": [str, os.PathLike, None],
         "encoder_noise": [Interval(Real, 0, None, closed="left")],
-
         "pretrain": [StrOptions({"layerwise"}), None],
         "pretrain_epochs": [Interval(Integral, 1, None, closed="left")],
         "pretrain_noise": [Interval(Real, 0, 1, closed="left")],
-        "forgetting": [Interval(Real, 0, 1, closed="left")],
-        "handle_unknown": [StrOptions({"error", "score"})],
     }
 
     _net_name = "AutoencoderNet"
@@ -308,6 +305,7 @@ class Autoencoder(StreamingMixin, BaseDetector):
         validation_fraction=0.1,
         patience=10,
         contamination="auto",
+        threshold=None,
         device="cpu",
         callbacks=None,
         random_state=None,
@@ -321,50 +319,44 @@ class Autoencoder(StreamingMixin, BaseDetector):
         forgetting=0.0,
         handle_unknown="error",
     ):
+        super().__init__(
+            feature_types=feature_types, standardize=standardize, learning_rate=learning_rate,
+            weight_decay=weight_decay, batch_size=batch_size, max_epochs=max_epochs,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            patience=patience, contamination=contamination, threshold=threshold,
+            device=device, random_state=random_state, verbose=verbose,
+            handle_missing=handle_missing, forgetting=forgetting, handle_unknown=handle_unknown,
+        )
         self.hidden_sizes = hidden_sizes
         self.latent_dim = latent_dim
         self.activation = activation
         self.dropout = dropout
         self.gaussian_variance = gaussian_variance
-        self.feature_types = feature_types
-        self.standardize = standardize
         self.optimizer = optimizer
-        self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.patience = patience
-        self.contamination = contamination
-        self.device = device
         self.callbacks = callbacks
-        self.random_state = random_state
-        self.verbose = verbose
-        self.handle_missing = handle_missing
         self.checkpoint_dir = checkpoint_dir
         self.encoder_noise = encoder_noise
         self.pretrain = pretrain
         self.pretrain_epochs = pretrain_epochs
         self.pretrain_noise = pretrain_noise
-        self.forgetting = forgetting
-        self.handle_unknown = handle_unknown
 
     # ------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
-        """Fit the autoencoder on X (y is ignored).
+        """Fit the autoencoder on X, then the threshold on the training scores.
 
         Parameters
         ----------
         X : array-like or DataFrame of shape (n_samples, n_features)
-        y : ignored
+        y : array-like of shape (n_samples,) or None
+            Labels (1 = anomaly); used only by ``threshold="best_f1"`` (training
+            itself is unsupervised).
 
         Returns
         -------
         self : object
         """
-        return self._fit(X)
+        return self._fit(X, y)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None, *, epochs=1):
@@ -381,7 +373,7 @@ class Autoencoder(StreamingMixin, BaseDetector):
            its Gaussian outputs, so it computes the same function of the raw
            records as before, then trains ``epochs`` passes over X from there
            (no early stopping, no validation split);
-        4. re-estimates the threshold ``offset_`` (from ``contamination``),
+        4. re-estimates the threshold (``threshold_``, ``offset_``),
            ``noise_var_`` and the ``feature_scores`` calibration on X with
            the updated network, blended with the previous values by the same
            weights.
@@ -417,38 +409,35 @@ class Autoencoder(StreamingMixin, BaseDetector):
     def _partial_fit_encoded(self, Z: np.ndarray, epochs: int) -> None:
         import torch
 
-        from ..nets import TensorDataset, continue_training, rescale_gaussian_inputs
+        from ..nets import (
+            TensorDataset,
+            continue_training,
+            member_seed,
+            rescale_gaussian_inputs,
+        )
 
         weight_old, weight_new = self._stream_weights(len(Z))
         Z, scale, shift = self._update_scaling(Z)
         rescale_gaussian_inputs(self.net_.module_, scale, shift)
-        seed = (resolve_seed(self.random_state) + 7919 * self.n_samples_seen_) % (2**31 - 1)
         # A net rebuilt by aepipe.load was built for one record: batches as in fit.
         self.net_.batch_size = min(self.batch_size, len(Z))
-        with torch_seeded(seed, self.device_):
-            continue_training(self.net_, TensorDataset(
-                torch.from_numpy(Z).to(self.device_),
-                transform=one_hot_expander(self.layout_, self.device_)), epochs=epochs)
+        continue_training(self.net_, TensorDataset(
+            torch.from_numpy(Z).to(self.device_),
+            transform=one_hot_expander(self.layout_, self.device_)), epochs=epochs,
+            seed=member_seed(resolve_seed(self.random_state), self.n_samples_seen_),
+            device=self.device_)
         self.net_.train_split = None
         if getattr(self, "noise_var_", None) is not None:
             old = self.noise_var_
             self._fit_noise_var(Z)
             self.noise_var_ = blend(old, self.noise_var_, weight_old, weight_new)
         scores = self._anomaly_score_encoded(Z)
-        offset = self._offset_from(-scores)
-        self.offset_ = float(blend(self.offset_, offset, weight_old, weight_new))
-        self._blend_calibration(Z, weight_old, weight_new, inliers=-scores >= self.offset_)
+        self._blend_threshold(scores, weight_old, weight_new)
+        self._blend_calibration(Z, weight_old, weight_new, inliers=scores <= self.threshold_)
 
     def _resolve_sizes(self, n_inputs: int) -> tuple[tuple[int, ...], int]:
-        latent = (
-            int(np.clip(n_inputs // 2, 1, 32)) if self.latent_dim == "auto"
-            else check_size("latent_dim", self.latent_dim)  # the constraint lets True in
-        )
-        if self.hidden_sizes == "auto":
-            hidden = (int(np.clip(2 * n_inputs, 16, 256)),)
-        else:
-            hidden = check_sizes("hidden_sizes", self.hidden_sizes)
-        return hidden, latent
+        return (resolve_widths("hidden_sizes", self.hidden_sizes, n_inputs, HIDDEN),
+                resolve_width("latent_dim", self.latent_dim, n_inputs, LATENT))
 
     def _module_kwargs(self) -> dict:
         return {}
@@ -480,61 +469,45 @@ class Autoencoder(StreamingMixin, BaseDetector):
             verbose=self.verbose, callbacks=self.callbacks or (),
         )
 
+    def _net_for_loading(self, weights: dict):
+        """The saved-state protocol's hook (aepipe/_saved_state.py): the net to load into."""
+        net = self._make_net(1, None)
+        net.mask_missing = self.handle_missing == "mask"
+        return net
+
     def _fit_encoded(self, Z: np.ndarray) -> None:
         import torch
 
-        from ..nets import TensorDataset
+        from ..nets import TensorDataset, fit_net, resolve_device, validation_split
 
         self.device_ = resolve_device(self.device)
         self.hidden_sizes_, self.latent_dim_ = self._resolve_sizes(self.layout_.sizing_width)
         seed = resolve_seed(self.random_state)
-        n_valid = int(round(self.validation_fraction * len(Z))) if self.early_stopping else 0
-        if self.early_stopping and (len(Z) < 20 or n_valid < 2):
-            logger.info("Early stopping skipped: %d rows are too few for a validation split.",
-                        len(Z))
-            n_valid = 0
-        order = np.random.default_rng(seed).permutation(len(Z))
-        tensor = torch.from_numpy(Z).to(self.device_)
-        valid = None
-        if n_valid:
-            valid_index = torch.from_numpy(np.sort(order[:n_valid])).to(self.device_)
-            train_index = torch.from_numpy(np.sort(order[n_valid:])).to(self.device_)
-            valid = TensorDataset(tensor[valid_index],
-                                  transform=one_hot_expander(self.layout_, self.device_))
-            tensor = tensor[train_index]
-        with torch_seeded(seed, self.device_):
-            net = self._make_net(len(tensor), valid)
-            net.mask_missing = self.handle_missing == "mask"
-            if self.checkpoint_dir is not None:
-                from ..nets._checkpoint import TrainingCheckpoint
-
-                net.callbacks = [*(net.callbacks or []), ("resumable_checkpoint", TrainingCheckpoint(
-                    self.checkpoint_dir, self._checkpoint_fingerprint(Z)))]
-            try:
-                self._train_net(net, tensor)
-            except TrainingDivergedError:
-                self._keep_last_good_weights(net, Z, seed)
-                raise
-        # The validation split is training-only state; do not pickle it with the model.
-        net.train_split = None
+        expand = one_hot_expander(self.layout_, self.device_)
+        tensor, valid = validation_split(
+            torch.from_numpy(Z).to(self.device_), self.validation_fraction,
+            early_stopping=self.early_stopping, min_samples=20, seed=seed, transform=expand)
+        net = self._make_net(len(tensor), valid)
+        net.mask_missing = self.handle_missing == "mask"
+        try:
+            fit_net(net, TensorDataset(tensor, transform=expand), seed=seed, device=self.device_,
+                    checkpoint_dir=self.checkpoint_dir,
+                    fingerprint=(self._checkpoint_fingerprint(Z) if self.checkpoint_dir is not None
+                                 else ""),
+                    after_initialize=None if self.pretrain is None else (
+                        lambda net: self._pretrain(net, tensor, expand)))
+        except TrainingDivergedError:
+            self._keep_last_good_weights(net, Z, seed)
+            raise
         self.net_ = net
         self._score_seed = seed
         self._fit_noise_var(Z)
         self._init_stream_state(Z)
 
-    def _train_net(self, net, tensor) -> None:
-        """Train ``net`` on the training records: end to end, after pretraining if asked."""
-        from ..nets import TensorDataset
-
-        expand = one_hot_expander(self.layout_, self.device_)
-        dataset = TensorDataset(tensor, transform=expand)
-        if self.pretrain is None:
-            net.fit(dataset, y=None)
-            return
+    def _pretrain(self, net, tensor, expand) -> None:
+        """Layer-wise pretraining of the initialised ``net``'s module on the training records."""
         from ..nets import pretrain_layerwise
 
-        # fit() is initialize() + partial_fit(): the same training, from pretrained weights.
-        net.initialize()
         self.pretrain_losses_ = pretrain_layerwise(
             net.module_, tensor, epochs=self.pretrain_epochs, batch_size=net.batch_size,
             optimizer=self.optimizer, learning_rate=self.learning_rate,
@@ -542,22 +515,21 @@ class Autoencoder(StreamingMixin, BaseDetector):
             mask_missing=self.handle_missing == "mask", device=self.device_,
             verbose=self.verbose, transform=expand,
         )
-        net.partial_fit(dataset, y=None)
 
     def _keep_last_good_weights(self, net, Z: np.ndarray, seed: int) -> None:
         """After a divergence: stay fitted with the last good epoch's weights, or unfit."""
-        restored = getattr(net, "last_good_state_", None) is not None
-        net.last_good_state_ = None
-        net.train_split = None
+        from ..nets import divergence_guard
+
+        guard = divergence_guard(net)
         for name in ("offset_", "net_"):
             if hasattr(self, name):
                 delattr(self, name)
-        if not restored:
+        if guard is None or guard.restored_epoch_ is None:
             return
         self.net_, self._score_seed = net, seed
         scores = self._anomaly_score_encoded(Z)
         if np.isfinite(scores).all():
-            self.offset_ = self._offset_from(-scores)
+            self._set_threshold(self._fitted_threshold(scores))
         else:
             del self.net_
 
@@ -831,35 +803,17 @@ class Autoencoder(StreamingMixin, BaseDetector):
 
     # ------------------------------------------------------------ inference
     def _batches(self, Z: np.ndarray, fn, module=None, expand: bool = True):
-        """Apply ``fn(tensor) -> tensor`` over cache-sized batches in inference mode.
+        """``fn(module, tensor) -> tensor`` over ``Z`` (:func:`aepipe.nn.batched_inference`).
 
         ``expand``: ``Z`` holds encoded records, whose categories stored by
         index are expanded to one-hot per batch before ``fn`` sees them
         (False for codes, e.g. in ``_decode_latent``).
         """
-        import torch
+        from ..nn import batched_inference
 
-        from ..nn import inference_batch_rows
-
-        module = self.net_.module_ if module is None else module
-        expander = one_hot_expander(self.layout_, self.device_) if expand else None
-        rows = inference_batch_rows(module, self.device_)
-        was_training = module.training
-        module.eval()
-        outputs = []
-        try:
-            with torch.inference_mode():
-                for start in range(0, len(Z), rows):
-                    batch = torch.from_numpy(np.ascontiguousarray(Z[start:start + rows]))
-                    batch = batch.to(self.device_)
-                    if expander is not None:
-                        batch = expander(batch)
-                    outputs.append(fn(module, batch).cpu().numpy())
-        finally:
-            module.train(was_training)
-        if not outputs:
-            return np.zeros((0, 0), dtype=np.float32)
-        return np.concatenate(outputs)
+        return batched_inference(
+            self.net_.module_ if module is None else module, Z, fn, device=self.device_,
+            transform=one_hot_expander(self.layout_, self.device_) if expand else None)
 
     def _finite_batches(self, Z: np.ndarray, fn, expand: bool = True) -> np.ndarray:
         """``_batches`` in float32, redone in float64 if a record overflows float32.
@@ -949,7 +903,7 @@ class DenoisingAutoencoder(Autoencoder):
                  noise_level=0.2, activation="relu", dropout=0.0, gaussian_variance="fixed",
                  feature_types=None, standardize=True, optimizer="adam", learning_rate=1e-3,
                  weight_decay=0.0, batch_size=128, max_epochs=100, early_stopping=True,
-                 validation_fraction=0.1, patience=10, contamination="auto", device="cpu",
+                 validation_fraction=0.1, patience=10, contamination="auto", threshold=None, device="cpu",
                  callbacks=None, random_state=None, verbose=0, handle_missing="error", checkpoint_dir=None,
                  encoder_noise=0.0, pretrain=None, pretrain_epochs=10,
                  pretrain_noise=0.0, forgetting=0.0, handle_unknown="error"):
@@ -959,7 +913,7 @@ class DenoisingAutoencoder(Autoencoder):
             standardize=standardize, optimizer=optimizer, learning_rate=learning_rate,
             weight_decay=weight_decay, batch_size=batch_size, max_epochs=max_epochs,
             early_stopping=early_stopping, validation_fraction=validation_fraction,
-            patience=patience, contamination=contamination, device=device,
+            patience=patience, contamination=contamination, threshold=threshold, device=device,
             callbacks=callbacks, random_state=random_state, verbose=verbose,
             handle_missing=handle_missing, checkpoint_dir=checkpoint_dir,
             encoder_noise=encoder_noise, pretrain=pretrain, pretrain_epochs=pretrain_epochs,
@@ -1089,7 +1043,7 @@ class SparseAutoencoder(Autoencoder):
                  gaussian_variance="fixed", feature_types=None, standardize=True,
                  optimizer="adam", learning_rate=1e-3, weight_decay=0.0, batch_size=128,
                  max_epochs=100, early_stopping=True, validation_fraction=0.1, patience=10,
-                 contamination="auto", device="cpu", callbacks=None, random_state=None,
+                 contamination="auto", threshold=None, device="cpu", callbacks=None, random_state=None,
                  verbose=0, handle_missing="error", checkpoint_dir=None,
                  encoder_noise=0.0, pretrain=None, pretrain_epochs=10,
                  pretrain_noise=0.0, forgetting=0.0, handle_unknown="error"):
@@ -1099,7 +1053,7 @@ class SparseAutoencoder(Autoencoder):
             standardize=standardize, optimizer=optimizer, learning_rate=learning_rate,
             weight_decay=weight_decay, batch_size=batch_size, max_epochs=max_epochs,
             early_stopping=early_stopping, validation_fraction=validation_fraction,
-            patience=patience, contamination=contamination, device=device,
+            patience=patience, contamination=contamination, threshold=threshold, device=device,
             callbacks=callbacks, random_state=random_state, verbose=verbose,
             handle_missing=handle_missing, checkpoint_dir=checkpoint_dir,
             encoder_noise=encoder_noise, pretrain=pretrain, pretrain_epochs=pretrain_epochs,
@@ -1156,7 +1110,7 @@ class ContractiveAutoencoder(Autoencoder):
                  gaussian_variance="fixed", feature_types=None, standardize=True,
                  optimizer="adam", learning_rate=1e-3, weight_decay=0.0, batch_size=128,
                  max_epochs=100, early_stopping=True, validation_fraction=0.1, patience=10,
-                 contamination="auto", device="cpu", callbacks=None, random_state=None,
+                 contamination="auto", threshold=None, device="cpu", callbacks=None, random_state=None,
                  verbose=0, handle_missing="error", checkpoint_dir=None,
                  encoder_noise=0.0, pretrain=None, pretrain_epochs=10,
                  pretrain_noise=0.0, forgetting=0.0, handle_unknown="error"):
@@ -1166,7 +1120,7 @@ class ContractiveAutoencoder(Autoencoder):
             standardize=standardize, optimizer=optimizer, learning_rate=learning_rate,
             weight_decay=weight_decay, batch_size=batch_size, max_epochs=max_epochs,
             early_stopping=early_stopping, validation_fraction=validation_fraction,
-            patience=patience, contamination=contamination, device=device,
+            patience=patience, contamination=contamination, threshold=threshold, device=device,
             callbacks=callbacks, random_state=random_state, verbose=verbose,
             handle_missing=handle_missing, checkpoint_dir=checkpoint_dir,
             encoder_noise=encoder_noise, pretrain=pretrain, pretrain_epochs=pretrain_epochs,
@@ -1224,7 +1178,7 @@ class VariationalAutoencoder(Autoencoder):
                  activation="relu", dropout=0.0, gaussian_variance="fixed", feature_types=None,
                  standardize=True, optimizer="adam", learning_rate=1e-3, weight_decay=0.0,
                  batch_size=128, max_epochs=100, early_stopping=True, validation_fraction=0.1,
-                 patience=10, contamination="auto", device="cpu", callbacks=None,
+                 patience=10, contamination="auto", threshold=None, device="cpu", callbacks=None,
                  random_state=None, verbose=0, handle_missing="error", checkpoint_dir=None,
                  encoder_noise=0.0, pretrain=None, pretrain_epochs=10,
                  pretrain_noise=0.0, forgetting=0.0, handle_unknown="error"):
@@ -1234,7 +1188,7 @@ class VariationalAutoencoder(Autoencoder):
             standardize=standardize, optimizer=optimizer, learning_rate=learning_rate,
             weight_decay=weight_decay, batch_size=batch_size, max_epochs=max_epochs,
             early_stopping=early_stopping, validation_fraction=validation_fraction,
-            patience=patience, contamination=contamination, device=device,
+            patience=patience, contamination=contamination, threshold=threshold, device=device,
             callbacks=callbacks, random_state=random_state, verbose=verbose,
             handle_missing=handle_missing, checkpoint_dir=checkpoint_dir,
             encoder_noise=encoder_noise, pretrain=pretrain, pretrain_epochs=pretrain_epochs,

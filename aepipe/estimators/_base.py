@@ -32,7 +32,8 @@ from sklearn.base import (
 )
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from .._compat import Interval, StrOptions, validate_data
+from .._compat import HasMethods, Interval, StrOptions, validate_data
+from .._saved_state import SavedStateMixin
 from .._tabular import (
     TabularLayout,
     _numeric_column,
@@ -44,12 +45,18 @@ from .._tabular import (
 )
 from ..exceptions import DataValidationError
 from ..scoring._explain import column_surprise, fit_column_surprise
+from ..thresholds import (
+    BaseThreshold,
+    ContaminationThreshold,
+    TukeyFenceThreshold,
+    make_threshold,
+)
+from ..thresholds._thresholds import _NAMED as THRESHOLD_NAMES
 
 logger = logging.getLogger(__name__)
 
 # contamination="auto": Tukey's boxplot fence, Q3 + 1.5 * IQR of the training
-# anomaly scores. Reconstruction NLLs are right-skewed (sums of squares), so a
-# symmetric median +/- k*MAD rule flags far too many normal records.
+# anomaly scores (TukeyFenceThreshold's default factor).
 AUTO_FENCE_IQR = 1.5
 # Each column's training score distribution is learnt from at most this many records
 # (evenly spaced): enough for the 1-in-1,000 quantiles, one extra scoring pass at most.
@@ -65,8 +72,20 @@ class OutlierContractMixin:
     """scikit-learn's outlier-detector contract on top of ``anomaly_score`` and ``offset_``.
 
     Shared by the tabular detectors (one score per record) and the windowed
-    ones (one score per timestamp).
+    ones (one score per timestamp), and so is how the alarm limit is adopted
+    (:meth:`_set_threshold`).
     """
+
+    def _set_threshold(self, threshold) -> None:
+        """Adopt a fitted threshold: ``threshold_object_``, ``threshold_``, then ``offset_``.
+
+        ``offset_ = -threshold_``, so an alarm (``decision_function < 0``) is an
+        anomaly score above ``threshold_``, as in the threshold's own ``predict``.
+        ``offset_`` is set last: it marks a detector as fitted.
+        """
+        self.threshold_object_ = threshold
+        self.threshold_ = float(threshold.threshold_)
+        self.offset_ = -self.threshold_
 
     def score_samples(self, X: ArrayLike) -> np.ndarray:
         """Log-likelihood under the model (higher = more normal), ``-anomaly_score(X)``.
@@ -135,6 +154,76 @@ class CalibratedContributionsMixin:
         return column_surprise(raw, self.feature_quantile_levels_, self.feature_quantiles_,
                                self.feature_tail_scale_, observed)
 
+    def _check_loaded_state(self) -> None:
+        """After aepipe.load (aepipe/_saved_state.py): the calibration is whole and consistent."""
+        names = ("feature_quantile_levels_", "feature_quantiles_", "feature_tail_scale_")
+        present = [name for name in names if getattr(self, name, None) is not None]
+        if not present:
+            return
+        if len(present) != len(names):
+            raise ValueError(f"the config holds only part of the column calibration ({present})")
+        levels, quantiles, tail = (np.asarray(getattr(self, name)) for name in names)
+        if levels.ndim != 1 or tail.ndim != 1 or quantiles.shape != (len(levels), len(tail)):
+            raise ValueError(f"the column calibration has inconsistent shapes {levels.shape}, "
+                             f"{quantiles.shape} and {tail.shape}")
+
+
+# The parameters of gradient training: only the neural detectors take them (the others
+# drop them from SharedParameters' constraints with ``without``).
+TRAINING_PARAMETERS = ("learning_rate", "weight_decay", "batch_size", "max_epochs",
+                       "early_stopping", "validation_fraction", "patience", "device",
+                       "verbose")
+
+
+class SharedParameters:
+    """Constructor parameters that more than one detector family takes, declared once.
+
+    ``_parameter_constraints`` holds the allowed values of every parameter
+    shared by the tabular and the windowed detectors (the alarm limit,
+    standardisation, missing values, randomness and the training of the
+    neural ones). A detector inherits them with
+    ``{**Parent._parameter_constraints, ...}`` and drops those it does not
+    take (:func:`without`), the way scikit-learn's ``LocalOutlierFactor``
+    inherits ``NeighborsBase``'s constraints and pops ``radius``. A family's
+    own shared parameters (the windowed detectors' ``width``, ..., the
+    tabular ones' ``contamination`` and ``feature_types``) are declared the
+    same way, once, in its base class.
+
+    ``__init__`` stores, unchanged, the parameters a detector passes to it:
+    each detector's ``__init__`` keeps its full explicit signature (what
+    ``get_params`` reads), passes the parameters its base classes declare
+    to ``super().__init__`` and assigns only those it declares itself.
+    """
+
+    _parameter_constraints: dict = {
+        # None: a tabular detector's alarm limit comes from its ``contamination``.
+        "threshold": [None, StrOptions(set(THRESHOLD_NAMES)), HasMethods(["fit", "predict"])],
+        "standardize": ["boolean"],
+        "handle_missing": [StrOptions({"error", "mask"})],
+        "random_state": ["random_state"],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "patience": [Interval(Integral, 1, None, closed="left")],
+        "device": [str],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(self, **parameters):
+        for name, value in parameters.items():
+            setattr(self, name, value)
+
+
+def without(constraints: dict, *names: str) -> dict:
+    """``constraints`` less ``names``: a detector's share of its base class's parameters."""
+    missing = set(names) - set(constraints)
+    if missing:
+        raise KeyError(f"{sorted(missing)} are not declared by the base class.")
+    return {name: rule for name, rule in constraints.items() if name not in names}
+
 
 def check_size(name: str, value) -> int:
     """``value`` as an int when it is an integer >= 1 (not a bool), else a ValueError.
@@ -161,8 +250,9 @@ def check_sizes(name: str, values) -> tuple[int, ...]:
     return tuple(sizes)
 
 
-class BaseDetector(CalibratedContributionsMixin, OutlierContractMixin, OutlierMixin,
-                   ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class BaseDetector(SavedStateMixin, SharedParameters, CalibratedContributionsMixin,
+                   OutlierContractMixin, OutlierMixin, ClassNamePrefixFeaturesOutMixin,
+                   TransformerMixin, BaseEstimator):
     """Base class for aepipe detectors (not for direct use).
 
     Input handling is shared by every tabular detector: see
@@ -170,6 +260,15 @@ class BaseDetector(CalibratedContributionsMixin, OutlierContractMixin, OutlierMi
     ``decimal.Decimal`` -- booleans and categories; dates and cells holding
     several values are refused) and which column names work (unique; in
     mixed-type tables strings or integers, compared as given).
+
+    The alarm limit: ``threshold`` (a name or an object of
+    :mod:`aepipe.thresholds`, fitted on the training anomaly scores) when
+    given, else the one ``contamination`` stands for -- a float ``c``:
+    :class:`~aepipe.thresholds.ContaminationThreshold` ``(c)``; ``"auto"``:
+    :class:`~aepipe.thresholds.TukeyFenceThreshold` ``()``. Both given is an
+    error unless ``contamination`` keeps its default ``"auto"``. After fit,
+    ``threshold_object_`` is the fitted threshold, ``threshold_`` its limit
+    on :meth:`anomaly_score` and ``offset_ = -threshold_``.
     """
 
     # A categorical column with more categories than this is encoded by index, not
@@ -177,9 +276,11 @@ class BaseDetector(CalibratedContributionsMixin, OutlierContractMixin, OutlierMi
     _max_one_hot: int | None = None
 
     _parameter_constraints: dict = {
+        **SharedParameters._parameter_constraints,
         "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
         "feature_types": [dict, None],
-        "standardize": ["boolean"],
+        "handle_unknown": [StrOptions({"error", "score"})],
+        "forgetting": [Interval(Real, 0, 1, closed="left")],
     }
 
     # ------------------------------------------------------------ input
@@ -297,15 +398,42 @@ class BaseDetector(CalibratedContributionsMixin, OutlierContractMixin, OutlierMi
         return H.astype(np.float32)
 
     # ------------------------------------------------------------ fit
-    def _fit(self, X):
-        """Validate, learn the model, then set ``offset_`` from training scores."""
+    def _fit(self, X, y=None):
+        """Validate, learn the model, then fit the threshold on the training scores.
+
+        ``y`` (1 = anomaly) reaches only the threshold (``threshold="best_f1"``).
+        """
+        # A conflicting threshold/contamination or a bad threshold fails before training.
+        self._alarm_threshold()._validate_params()
         Z = self._validate_input(X, reset=True)
+        if y is not None:
+            y = np.asarray(y).ravel()
         self._fit_encoded(Z)
         train_scores = self._anomaly_score_encoded(Z)
-        offset = self._offset_from(-train_scores)
-        self._fit_feature_calibration_encoded(Z, inliers=-train_scores >= offset)
-        self.offset_ = offset
+        threshold = self._fitted_threshold(train_scores, y)
+        self._fit_feature_calibration_encoded(Z, inliers=train_scores <= threshold.threshold_)
+        self._set_threshold(threshold)
         return self
+
+    # ------------------------------------------------------------ threshold
+    def _alarm_threshold(self) -> BaseThreshold:
+        """The unfitted threshold: ``threshold``, or the one ``contamination`` stands for."""
+        threshold = getattr(self, "threshold", None)  # None in models pickled before it
+        if threshold is None:
+            if self.contamination == "auto":
+                return TukeyFenceThreshold(factor=AUTO_FENCE_IQR)
+            return ContaminationThreshold(contamination=self.contamination)
+        if self.contamination != "auto":
+            raise ValueError(
+                f"threshold={threshold!r} and contamination={self.contamination!r} both "
+                "set the alarm limit; give one of them (contamination=c is the shorthand for "
+                "threshold=ContaminationThreshold(contamination=c))."
+            )
+        return make_threshold(threshold)
+
+    def _fitted_threshold(self, anomaly_scores: np.ndarray, y=None) -> BaseThreshold:
+        """A fresh :meth:`_alarm_threshold` fitted on training anomaly scores."""
+        return self._alarm_threshold().fit(anomaly_scores, y)
 
     def _fit_feature_calibration_encoded(self, Z: np.ndarray, inliers=None) -> None:
         """Learn each column's score distribution on the training records (at most 20,000).
@@ -335,10 +463,8 @@ class BaseDetector(CalibratedContributionsMixin, OutlierContractMixin, OutlierMi
         return self.layout_.observed(Z)
 
     def _offset_from(self, train_scores: np.ndarray) -> float:
-        if self.contamination == "auto":
-            q1, q3 = np.percentile(-train_scores, [25, 75])
-            return float(-(q3 + AUTO_FENCE_IQR * (q3 - q1)))
-        return float(np.percentile(train_scores, 100.0 * self.contamination))
+        """The ``offset_`` a fresh threshold fitted on ``train_scores`` (score_samples) gives."""
+        return -self._fitted_threshold(-train_scores).threshold_
 
     # ------------------------------------------------------------ scores
     def anomaly_score(self, X: ArrayLike) -> np.ndarray:

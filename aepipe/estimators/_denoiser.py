@@ -7,9 +7,10 @@ from sklearn.base import BaseEstimator, MetaEstimatorMixin, TransformerMixin, cl
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
 from .._compat import HasMethods, _fit_context
+from .._saved_state import SavedStateMixin
 
 
-class Denoiser(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
+class Denoiser(SavedStateMixin, MetaEstimatorMixin, TransformerMixin, BaseEstimator):
     """Pipeline step whose ``transform`` is a detector's denoised reconstruction.
 
     An autoencoder's own ``transform`` returns latent codes; wrap it in

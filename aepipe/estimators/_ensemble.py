@@ -12,9 +12,11 @@ from numpy.typing import ArrayLike
 from sklearn.utils.validation import check_is_fitted
 
 from .._compat import Interval, StrOptions, _fit_context
-from .._random import resolve_seed, torch_seeded
-from ._autoencoders import one_hot_expander, resolve_device
-from ._base import BaseDetector, check_size, check_sizes
+from .._random import resolve_seed
+from .._standardize import spread_or_one
+from ._autoencoders import one_hot_expander
+from ._base import BaseDetector, check_sizes, without
+from ._sizes import ENSEMBLE_HIDDEN, LATENT, auto_width, resolve_width
 from ._stream import StreamingMixin, blend
 
 logger = logging.getLogger(__name__)
@@ -111,7 +113,11 @@ class AutoencoderEnsemble(StreamingMixin, BaseDetector):
     standardize : bool, default=True
         As in :class:`Autoencoder` (applied before the robust scaling).
     contamination : "auto" or float in (0, 0.5], default="auto"
-        As in :class:`Autoencoder`.
+        As in :class:`Autoencoder`: the shorthand for the alarm limit when
+        ``threshold`` is None.
+    threshold : str, threshold object or None, default=None
+        As in :class:`Autoencoder`: a rule of :mod:`aepipe.thresholds` fitted
+        on the training anomaly scores (``"pot"``, ``"best_f1"``, ...).
     device : {"cpu", "cuda", "auto"} or str, default="cpu"
     random_state : int, RandomState or None, default=None
         Seeds initialisation and shuffling. Global random state is never
@@ -144,8 +150,8 @@ class AutoencoderEnsemble(StreamingMixin, BaseDetector):
         (1 where a member's code is narrower).
     score_scale_ : ndarray of shape (n_estimators,)
         Each member's training-score spread, its normaliser.
-    offset_ : float
-    layout_, device_, n_features_in_, feature_names_in_
+    threshold_object_, threshold_, offset_, layout_, device_, n_features_in_, \
+feature_names_in_
         As in :class:`Autoencoder`.
     n_samples_seen_, effective_n_samples_
         As in :class:`Autoencoder` (see :meth:`partial_fit`).
@@ -177,7 +183,8 @@ class AutoencoderEnsemble(StreamingMixin, BaseDetector):
     """
 
     _parameter_constraints: dict = {
-        **BaseDetector._parameter_constraints,
+        **without(BaseDetector._parameter_constraints, "max_epochs", "early_stopping",
+                  "validation_fraction", "patience"),
         "n_estimators": [Interval(Integral, 1, None, closed="left")],
         "hidden_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "latent_dims": [StrOptions({"auto"}), tuple, list],
@@ -187,14 +194,6 @@ class AutoencoderEnsemble(StreamingMixin, BaseDetector):
         "warmup_fraction": [Interval(Real, 0, 1, closed="both")],
         "training_steps": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
-        "weight_decay": [Interval(Real, 0, None, closed="left")],
-        "device": [str],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
-        "handle_missing": [StrOptions({"error", "mask"})],
-        "handle_unknown": [StrOptions({"error", "score"})],
-        "forgetting": [Interval(Real, 0, 1, closed="left")],
     }
 
     # As in Autoencoder: categorical columns with more categories are stored by index.
@@ -217,6 +216,7 @@ class AutoencoderEnsemble(StreamingMixin, BaseDetector):
         feature_types=None,
         standardize=True,
         contamination="auto",
+        threshold=None,
         device="cpu",
         random_state=None,
         verbose=0,
@@ -224,6 +224,12 @@ class AutoencoderEnsemble(StreamingMixin, BaseDetector):
         handle_unknown="error",
         forgetting=0.0,
     ):
+        super().__init__(
+            batch_size=batch_size, learning_rate=learning_rate, weight_decay=weight_decay,
+            feature_types=feature_types, standardize=standardize, contamination=contamination,
+            threshold=threshold, device=device, random_state=random_state, verbose=verbose,
+            handle_missing=handle_missing, handle_unknown=handle_unknown, forgetting=forgetting,
+        )
         self.n_estimators = n_estimators
         self.hidden_size = hidden_size
         self.latent_dims = latent_dims
@@ -232,34 +238,24 @@ class AutoencoderEnsemble(StreamingMixin, BaseDetector):
         self.trim_fraction = trim_fraction
         self.warmup_fraction = warmup_fraction
         self.training_steps = training_steps
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.feature_types = feature_types
-        self.standardize = standardize
-        self.contamination = contamination
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
-        self.handle_missing = handle_missing
-        self.handle_unknown = handle_unknown
-        self.forgetting = forgetting
 
     # ------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
-        """Fit the ensemble on X (y is ignored).
+        """Fit the ensemble on X, then the threshold on the training scores.
 
         Parameters
         ----------
         X : array-like or DataFrame of shape (n_samples, n_features)
-        y : ignored
+        y : array-like of shape (n_samples,) or None
+            Labels (1 = anomaly); used only by ``threshold="best_f1"`` (training
+            itself is unsupervised).
 
         Returns
         -------
         self : object
         """
-        return self._fit(X)
+        return self._fit(X, y)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None, *, epochs=1):
@@ -320,7 +316,12 @@ class AutoencoderEnsemble(StreamingMixin, BaseDetector):
     def _partial_fit_encoded(self, Z: np.ndarray, epochs: int) -> None:
         import torch
 
-        from ..nets import TensorDataset, continue_training, rescale_gaussian_inputs
+        from ..nets import (
+            TensorDataset,
+            continue_training,
+            member_seed,
+            rescale_gaussian_inputs,
+        )
 
         weight_old, weight_new = self._stream_weights(len(Z))
         center_old, scale_old = self._robust_affine()
@@ -337,28 +338,27 @@ class AutoencoderEnsemble(StreamingMixin, BaseDetector):
         scale, shift = scale_new / scale_old, (center_new - center_old) / scale_old
         rescale_gaussian_inputs(self.net_.module_, scale, shift)
         noise_var = np.asarray(self.noise_var_, dtype=np.float64) / scale**2
-        seed = (resolve_seed(self.random_state) + 7919 * self.n_samples_seen_) % (2**31 - 1)
         tensor = torch.from_numpy(self._robust(Z)).to(self.device_)
         # The warm-up on the untrimmed loss belongs to the first fit: trim from the start.
         self.net_.train_steps_ = max(getattr(self.net_, "train_steps_", 0), self.net_.warmup_steps)
-        with torch_seeded(seed, self.device_):
-            continue_training(self.net_, TensorDataset(
-                tensor, transform=one_hot_expander(self.layout_, self.device_)), epochs=epochs)
+        continue_training(self.net_, TensorDataset(
+            tensor, transform=one_hot_expander(self.layout_, self.device_)), epochs=epochs,
+            seed=member_seed(resolve_seed(self.random_state), self.n_samples_seen_),
+            device=self.device_)
         previous = (noise_var, self.code_center_, self.code_scale_, self.score_scale_)
         self._fit_likelihood(Z)
         self.noise_var_, self.code_center_, self.code_scale_, self.score_scale_ = (
             blend(old, new, weight_old, weight_new) for old, new in zip(previous, (
                 self.noise_var_, self.code_center_, self.code_scale_, self.score_scale_)))
         scores = self._anomaly_score_encoded(Z)
-        offset = self._offset_from(-scores)
-        self.offset_ = float(blend(self.offset_, offset, weight_old, weight_new))
-        self._blend_calibration(Z, weight_old, weight_new, inliers=-scores >= self.offset_)
+        self._blend_threshold(scores, weight_old, weight_new)
+        self._blend_calibration(Z, weight_old, weight_new, inliers=scores <= self.threshold_)
 
     def _resolve_sizes(self, n_inputs: int, n_samples: int) -> None:
-        self.hidden_size_ = (int(np.clip(n_inputs, 16, 64)) if self.hidden_size == "auto"
-                             else check_size("hidden_size", self.hidden_size))
+        self.hidden_size_ = resolve_width("hidden_size", self.hidden_size, n_inputs,
+                                          ENSEMBLE_HIDDEN)
         if self.latent_dims == "auto":
-            high = int(np.clip(n_inputs // 2, 1, 32))
+            high = auto_width(n_inputs, LATENT)
             low = max(1, high // 8)
             grid = np.geomspace(low, high, self.n_estimators) if self.n_estimators > 1 else [high]
             self.latent_dims_ = tuple(int(round(v)) for v in grid)
@@ -394,10 +394,9 @@ class AutoencoderEnsemble(StreamingMixin, BaseDetector):
             center = np.median(values, axis=0)
             q1, q3 = np.percentile(values, [25, 75], axis=0)
             mean_abs = np.mean(np.abs(values - center), axis=0) * math.sqrt(math.pi / 2)
-        scale = (q3 - q1) / 1.349  # IQR of a standard normal
-        scale = np.where(scale > 1e-6, scale, mean_abs)
         self.robust_center_ = center
-        self.robust_scale_ = np.where(scale > 1e-6, scale, 1.0)
+        # The IQR in standard-normal units; the mean absolute deviation where it is 0.
+        self.robust_scale_ = spread_or_one(1e-6, (q3 - q1) / 1.349, mean_abs)
 
     def _robust(self, Z: np.ndarray) -> np.ndarray:
         if not self.robust_scaling or not len(self.robust_center_):
@@ -443,21 +442,23 @@ class AutoencoderEnsemble(StreamingMixin, BaseDetector):
             verbose=self.verbose,
         )
 
+    def _net_for_loading(self, weights: dict):
+        """The saved-state protocol's hook (aepipe/_saved_state.py): the net to load into."""
+        return self._make_net(1)
+
     def _fit_encoded(self, Z: np.ndarray) -> None:
         import torch
 
-        from ..nets import TensorDataset
+        from ..nets import TensorDataset, fit_net, resolve_device
 
         self.device_ = resolve_device(self.device)
         self._resolve_sizes(self.layout_.sizing_width, len(Z))
         self._fit_robust_scaling(Z)
-        seed = resolve_seed(self.random_state)
         tensor = torch.from_numpy(self._robust(Z)).to(self.device_)
-        with torch_seeded(seed, self.device_):
-            net = self._make_net(len(Z))
-            net.fit(TensorDataset(tensor, transform=one_hot_expander(self.layout_, self.device_)),
-                    y=None)
-        self.net_ = net
+        self.net_ = fit_net(
+            self._make_net(len(Z)),
+            TensorDataset(tensor, transform=one_hot_expander(self.layout_, self.device_)),
+            seed=resolve_seed(self.random_state), device=self.device_)
         self._fit_likelihood(Z)
         self._init_stream_state(Z)
 
@@ -527,9 +528,8 @@ class AutoencoderEnsemble(StreamingMixin, BaseDetector):
         codes = self._batches(sample, lambda m, x: m.encode(x).code, axis=1).astype(np.float64)
         self.code_center_ = np.median(codes, axis=1)
         q1, q3 = np.percentile(codes, [25, 75], axis=1)
-        spread = (q3 - q1) / 1.349  # IQR of a standard normal
-        spread = np.where(spread > 1e-6, spread, codes.std(axis=1))
-        self.code_scale_ = np.where(spread > 1e-6, spread, 1.0)
+        # The IQR in standard-normal units; the standard deviation where it is 0.
+        self.code_scale_ = spread_or_one(1e-6, (q3 - q1) / 1.349, codes.std(axis=1))
         # Each member's training-score spread: its normaliser in the ensemble average.
         likelihood = self._likelihood_tensors()
 
@@ -539,8 +539,7 @@ class AutoencoderEnsemble(StreamingMixin, BaseDetector):
 
         member_scores = self._batches(Z, member_total, axis=1).astype(np.float64)
         q1, q3 = np.percentile(member_scores, [25, 75], axis=1)
-        spread = np.where(q3 - q1 > 1e-9, q3 - q1, member_scores.std(axis=1))
-        self.score_scale_ = np.where(spread > 1e-9, spread, 1.0)
+        self.score_scale_ = spread_or_one(1e-9, q3 - q1, member_scores.std(axis=1))
 
     @property
     def _n_features_out(self) -> int:
@@ -548,36 +547,19 @@ class AutoencoderEnsemble(StreamingMixin, BaseDetector):
 
     # ------------------------------------------------------------ inference
     def _batches(self, Z: np.ndarray, fn, axis: int = 0, robust: bool = True) -> np.ndarray:
-        """Apply ``fn(module, tensor) -> tensor`` over cache-sized batches in inference mode.
+        """``fn(module, tensor) -> tensor`` over ``Z`` (:func:`aepipe.nn.batched_inference`).
 
         The robust scaling is applied per batch (``robust=True``), so scoring
         holds at most one batch of intermediate values beside the output; so
         is the one-hot expansion of categories stored by index (records, not
         codes: ``robust=False`` is for codes).
         """
-        import torch
+        from ..nn import batched_inference
 
-        from ..nn import inference_batch_rows
-
-        module = self.net_.module_
-        expander = one_hot_expander(self.layout_, self.device_) if robust else None
-        rows = inference_batch_rows(module, self.device_)
-        was_training = module.training
-        module.eval()
-        outputs = []
-        try:
-            with torch.inference_mode():
-                for start in range(0, len(Z), rows):
-                    chunk = Z[start:start + rows]
-                    chunk = self._robust(chunk) if robust else chunk
-                    batch = torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32))
-                    batch = batch.to(self.device_)
-                    if expander is not None:
-                        batch = expander(batch)
-                    outputs.append(fn(module, batch).cpu().numpy())
-        finally:
-            module.train(was_training)
-        return np.concatenate(outputs, axis=axis)
+        return batched_inference(
+            self.net_.module_, Z, fn, device=self.device_, axis=axis, dtype=np.float32,
+            prepare=self._robust if robust else None,
+            transform=one_hot_expander(self.layout_, self.device_) if robust else None)
 
     def _scores(self, Z: np.ndarray) -> np.ndarray:
         """Members' normalised mean: per-column NLLs, then the code NLL, (n, n_columns + 1)."""

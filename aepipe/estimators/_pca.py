@@ -11,7 +11,8 @@ from sklearn.decomposition import PCA
 from sklearn.utils.validation import check_is_fitted
 
 from .._compat import Interval, StrOptions, _fit_context
-from ._base import BaseDetector
+from .._standardize import floor_variances
+from ._base import TRAINING_PARAMETERS, BaseDetector, without
 from ._missing_pca import fit_with_missing, masked_scores
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -59,6 +60,11 @@ class PCADetector(BaseDetector):
         mixed-type table strings or integers (compared as given).
     standardize : bool, default=True
     contamination : "auto" or float in (0, 0.5], default="auto"
+        As in :class:`Autoencoder`: the shorthand for the alarm limit when
+        ``threshold`` is None.
+    threshold : str, threshold object or None, default=None
+        As in :class:`Autoencoder`: a rule of :mod:`aepipe.thresholds` fitted
+        on the training anomaly scores (``"pot"``, ``"best_f1"``, ...).
     svd_solver : {"auto", "full", "covariance_eigh", "arpack", "randomized"}, default="auto"
     random_state : int, RandomState or None, default=None
         Used by the randomized and arpack solvers.
@@ -83,7 +89,7 @@ class PCADetector(BaseDetector):
     variances_ : ndarray of shape (n_components_,)
         Component variances used by T², floored so rank-deficient data gives
         finite scores.
-    layout_, offset_, n_features_in_, feature_names_in_
+    layout_, threshold_object_, threshold_, offset_, n_features_in_, feature_names_in_
         As in :class:`Autoencoder`.
 
     See Also
@@ -108,7 +114,8 @@ class PCADetector(BaseDetector):
     """
 
     _parameter_constraints: dict = {
-        **BaseDetector._parameter_constraints,
+        **without(BaseDetector._parameter_constraints, *TRAINING_PARAMETERS, "handle_unknown",
+                  "forgetting"),
         "n_components": [
             Interval(Integral, 1, None, closed="left"),
             Interval(Real, 0, 1, closed="neither"),
@@ -116,31 +123,34 @@ class PCADetector(BaseDetector):
         ],
         "statistic": [StrOptions({"reconstruction", "q", "t2"})],
         "svd_solver": [StrOptions({"auto", "full", "covariance_eigh", "arpack", "randomized"})],
-        "random_state": ["random_state"],
-        "handle_missing": [StrOptions({"error", "mask"})],
     }
 
     def __init__(self, n_components=0.95, *, statistic="reconstruction", feature_types=None,
-                 standardize=True, contamination="auto", svd_solver="auto", random_state=None,
-                 handle_missing="error"):
+                 standardize=True, contamination="auto", threshold=None, svd_solver="auto",
+                 random_state=None, handle_missing="error"):
+        super().__init__(
+            feature_types=feature_types, standardize=standardize, contamination=contamination,
+            threshold=threshold, random_state=random_state, handle_missing=handle_missing,
+        )
         self.n_components = n_components
         self.statistic = statistic
-        self.feature_types = feature_types
-        self.standardize = standardize
-        self.contamination = contamination
         self.svd_solver = svd_solver
-        self.random_state = random_state
-        self.handle_missing = handle_missing
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: ArrayLike, y=None):
-        """Fit the principal subspace on X (y is ignored).
+        """Fit the principal subspace on X, then the threshold on the training scores.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or None
+            Labels (1 = anomaly); used only by ``threshold="best_f1"``.
 
         Returns
         -------
         self : object
         """
-        return self._fit(X)
+        return self._fit(X, y)
 
     def _fit_encoded(self, Z: np.ndarray) -> None:
         if np.isnan(Z).any():  # handle_missing="mask": EM imputation around the fit
@@ -176,9 +186,7 @@ class PCADetector(BaseDetector):
             # reconstruction score. Keep one fewer so Q and the NLL stay informative.
             self.pca_ = self._fit_pca(Z, min(n_samples, n_features) - 1)
         self.n_components_ = int(self.pca_.n_components_)
-        variances = np.asarray(self.pca_.explained_variance_, dtype=np.float64)
-        floor = max(1e-12, 1e-9 * float(variances.max(initial=0.0)))
-        self.variances_ = np.maximum(variances, floor)
+        self.variances_ = floor_variances(self.pca_.explained_variance_)
 
     def _fit_pca(self, Z: np.ndarray, n_components) -> PCA:
         # Constant or single-row data: sklearn divides zero variance by zero for the

@@ -30,9 +30,13 @@ The policy (the same for :class:`Autoencoder` and its variants and for
    the ensemble's noise variances, code distribution and score spread,
    ``noise_var_``) is re-estimated on the new chunk with the updated network
    and blended with the previous estimate by the same weights, and so is
-   ``offset_``: the chunk's own threshold (from ``contamination``) blended
-   with the previous one. A chunk's anomalies are learnt from like any
-   record (as in ``fit``, the training data is unlabelled).
+   the alarm limit: the threshold rule (``threshold``, or the one
+   ``contamination`` stands for) is fitted afresh on the chunk's scores and
+   its limit blended with the previous ``threshold_``; ``threshold_object_``
+   is that chunk's threshold holding the blended limit, and
+   ``offset_ = -threshold_``. A chunk's anomalies are learnt from like any
+   record (as in ``fit``, the training data is unlabelled, so
+   ``threshold="best_f1"``, which needs labels, is for ``fit`` only).
 
 A record with a category unseen at fit is refused by ``partial_fit`` (the
 decoder's categories are fixed), whatever ``handle_unknown``.
@@ -45,12 +49,14 @@ import copy
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from .._tabular import _scale_or_one
+from .._standardize import scale_or_one
 from ..exceptions import DataValidationError
+from ..thresholds import BestF1Threshold
 
 # The attributes partial_fit may change, restored when its training diverges.
 _STREAM_ATTRIBUTES = (
-    "offset_", "n_samples_seen_", "effective_n_samples_", "running_count_", "running_var_",
+    "offset_", "threshold_", "threshold_object_", "n_samples_seen_", "effective_n_samples_",
+    "running_count_", "running_var_",
     "noise_var_", "feature_quantile_levels_", "feature_quantiles_", "feature_tail_scale_",
     "robust_center_", "robust_scale_", "code_center_", "code_scale_", "score_scale_",
 )
@@ -120,7 +126,7 @@ class StreamingMixin:
         if not layout.standardize or not len(positions):
             return Z, np.ones(len(positions)), np.zeros(len(positions))
         center = np.where(seen, mean, center_old)
-        scale = np.where(seen, _scale_or_one(np.sqrt(var), center), scale_old)
+        scale = np.where(seen, scale_or_one(np.sqrt(var), center), scale_old)
         layout.center, layout.scale = center, scale
         Z = Z.copy()
         Z[:, positions] = ((values - center) / scale).astype(np.float32)
@@ -149,6 +155,14 @@ class StreamingMixin:
             "fit; partial_fit cannot learn new categories (the decoder's are fixed at fit). "
             "Drop or map such records, or refit on data that includes the category."
         )
+
+    def _blend_threshold(self, anomaly_scores: np.ndarray, w_old: float, w_new: float) -> None:
+        """Fit the threshold rule afresh on the chunk's scores, its limit blended with the
+        previous one by the weights (``offset_`` stands for it in models saved without
+        ``threshold_``)."""
+        threshold = self._fitted_threshold(anomaly_scores)
+        threshold.threshold_ = float(blend(-self.offset_, threshold.threshold_, w_old, w_new))
+        self._set_threshold(threshold)
 
     def _blend_calibration(self, Z: np.ndarray, w_old: float, w_new: float,
                            inliers=None) -> None:
@@ -179,6 +193,12 @@ class StreamingMixin:
             return self._fit(X)
         check_is_fitted(self)
         epochs = self._check_epochs(epochs)
+        if isinstance(self._alarm_threshold(), BestF1Threshold):
+            raise ValueError(
+                "partial_fit re-estimates the threshold on each chunk without labels, and "
+                "threshold='best_f1' needs them: fit with labels instead, or choose another "
+                "threshold."
+            )
         Z = self._validate_input(X, reset=False)
         self._refuse_unknown(Z, X)
         snapshot = self._snapshot()
@@ -200,6 +220,9 @@ class StreamingMixin:
 
     def _restore(self, state: dict) -> None:
         self.net_.module_.load_state_dict(state.pop("module"))
+        for name in _STREAM_ATTRIBUTES:  # e.g. threshold_ on a model saved before it
+            if name not in state and hasattr(self, name):
+                delattr(self, name)
         for name, value in state.items():
             setattr(self, name, value)
 

@@ -24,6 +24,9 @@ def build_net(net_class, module, *, module_params: dict, net_params: dict | None
     - ``verbose``: a progress bar over epochs and skorch's epoch table sent to
       the logger; otherwise the table is not built at all (it costs time).
     - ``callbacks`` (extra skorch callbacks) come last.
+    - Divergence recovery needs nothing here: it is a default callback of every
+      :class:`AutoencoderNet` (:class:`~aepipe.nets.DivergenceGuard`). Training
+      itself goes through :func:`~aepipe.nets.fit_net`.
 
     Parameters
     ----------

@@ -18,8 +18,8 @@ from skorch.callbacks import Callback
 from skorch.dataset import unpack_data
 from torch import nn
 
-from ..exceptions import TrainingDivergedError
 from ..nn import gaussian_kl
+from ._divergence import DivergenceGuard
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +127,8 @@ class AutoencoderNet(NeuralNet):
         head's neutral ``fill_value`` and the loss sums over observed entries.
 
     A non-finite training loss raises :class:`TrainingDivergedError` after
-    restoring the module weights of the last completed epoch.
+    restoring the module weights of the last completed epoch: the default
+    callback ``divergence_guard`` (:class:`~aepipe.nets.DivergenceGuard`).
     """
 
     def __init__(self, module, *args, criterion=NegativeLogLikelihood, mask_missing=False,
@@ -137,6 +138,10 @@ class AutoencoderNet(NeuralNet):
         kwargs.setdefault("iterator_train__shuffle", True)
         super().__init__(module, *args, criterion=criterion, **kwargs)
         self.mask_missing = mask_missing
+
+    @property
+    def _default_callbacks(self):
+        return [*super()._default_callbacks, ("divergence_guard", DivergenceGuard())]
 
     # -- hooks for subclasses -------------------------------------------------
     def corrupt(self, X: torch.Tensor) -> torch.Tensor:
@@ -179,26 +184,16 @@ class AutoencoderNet(NeuralNet):
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         super().on_train_begin(net, X=X, y=y, **kwargs)
-        self.last_good_state_, self.last_good_epoch_ = None, None
         self.batch_hook_callbacks_ = {
             hook: [cb for _, cb in self.callbacks_
                    if getattr(type(cb), hook, None) is not getattr(Callback, hook)]
             for hook in _BATCH_HOOKS
         }
 
-    def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
-        super().on_epoch_end(net, dataset_train=dataset_train, dataset_valid=dataset_valid,
-                             **kwargs)
-        # A copy of the (small) module state, restored if a later epoch diverges.
-        self.last_good_state_ = {
-            k: v.detach().clone() for k, v in self.module_.state_dict().items()
-        }
-        self.last_good_epoch_ = len(self.history)
-
     def on_train_end(self, net, X=None, y=None, **kwargs):
         super().on_train_end(net, X=X, y=y, **kwargs)
         # Training-only state: keep it out of pickles.
-        self.last_good_state_ = self.batch_hook_callbacks_ = None
+        self.batch_hook_callbacks_ = None
 
     def train_step_single(self, batch, **fit_params):
         # skorch sets the mode on every batch, walking all submodules; once per
@@ -210,19 +205,6 @@ class AutoencoderNet(NeuralNet):
                               else clean)
         y_pred = self.infer(inputs, **fit_params)
         loss = self.get_loss(y_pred, clean, X=inputs, training=True)
-        # A float check: torch.isfinite would add a kernel and a tensor per step.
-        if not math.isfinite(loss.item()):
-            state = getattr(self, "last_good_state_", None)
-            if state is not None:
-                self.module_.load_state_dict(state)
-                kept = (f"The weights after epoch {self.last_good_epoch_}, the last good one, "
-                        "were restored.")
-            else:
-                kept = "No epoch completed, so there are no good weights to keep."
-            raise TrainingDivergedError(
-                f"The training loss became {loss.item()} at epoch {len(self.history)}. {kept} "
-                "Lower learning_rate, standardise the inputs, or check them for extreme values."
-            )
         loss.backward()
         return {"loss": loss, "y_pred": y_pred}
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._random import torch_seeded
+from ._divergence import DivergenceGuard, divergence_guard
 from ._robust import EnsembleAutoencoderModule
 
 __all__ = ["FIT_ONLY_CALLBACKS", "continue_training", "rescale_gaussian_inputs"]
@@ -92,19 +94,24 @@ def _rescale_ensemble(module, positions, a, d) -> None:
         last_bias.dtype)
 
 
-def continue_training(net, dataset, *, epochs: int) -> None:
+def continue_training(net, dataset, *, epochs: int, seed: int, device: str) -> None:
     """Train a fitted skorch net ``epochs`` more epochs on ``dataset`` (no re-initialisation).
 
     The callbacks of the first fit only (:data:`FIT_ONLY_CALLBACKS`) sit
-    this out; the others (losses, history, the user's) see the epochs. The
-    optimizer starts afresh: its running moments belong to the weights as
-    they were before any rescaling (and a net loaded from a file has none),
-    so a saved and reloaded model continues exactly as the one in memory.
+    this out; the others (losses, history, divergence recovery, the user's)
+    see the epochs. The optimizer starts afresh: its running moments belong
+    to the weights as they were before any rescaling (and a net loaded from
+    a file has none), so a saved and reloaded model continues exactly as the
+    one in memory. Torch's generator is seeded by ``seed`` (see
+    :func:`~aepipe.nets.member_seed`), as in :func:`~aepipe.nets.fit_net`.
     """
     net.initialize_optimizer()
     callbacks = net.callbacks_
     net.callbacks_ = [(name, cb) for name, cb in callbacks if name not in FIT_ONLY_CALLBACKS]
+    if divergence_guard(net) is None:  # a net pickled before the guard was a default callback
+        net.callbacks_.append(("divergence_guard", DivergenceGuard().initialize()))
     try:
-        net.partial_fit(dataset, y=None, epochs=int(epochs))
+        with torch_seeded(seed, device):
+            net.partial_fit(dataset, y=None, epochs=int(epochs))
     finally:
         net.callbacks_ = callbacks

@@ -1,6 +1,6 @@
 """Torch modules (encoders, decoders, likelihood heads). Imports torch."""
 
-from ._batching import inference_batch_rows
+from ._batching import batched_inference, inference_batch_rows
 from ._conv import ConvAutoencoderModule, ConvDecoder, ConvEncoder
 from ._expand import OneHotExpander
 from ._modules import (
@@ -31,6 +31,7 @@ __all__ = [
     "ShallowAutoencoder",
     "ShrinkageAutoencoderModule",
     "activation_derivative",
+    "batched_inference",
     "gaussian_kl",
     "inference_batch_rows",
     "layer_pairs",

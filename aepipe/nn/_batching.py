@@ -1,9 +1,11 @@
-"""How many rows to push through a network at once when scoring."""
+"""Scoring through a network: how many rows at once, and the one batched loop."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
+import torch
 from torch import nn
 
 # Scoring on a CPU is bound by memory traffic once a batch's activations leave
@@ -39,3 +41,61 @@ def inference_batch_rows(module: nn.Module, device: str = "cpu") -> int:
     rows = CPU_ACTIVATION_BYTES // (4 * widest_activation(module))
     rows = 1 << max(int(rows).bit_length() - 1, 0)
     return int(min(max(rows, MIN_ROWS), MAX_ROWS))
+
+
+def batched_inference(module: nn.Module, X: np.ndarray, fn, *, device: str = "cpu",
+                      prepare=None, transform=None, dtype=None, axis: int = 0) -> np.ndarray:
+    """``fn(module, batch)`` over the rows of ``X`` in :func:`inference_batch_rows` batches.
+
+    The one scoring loop of every detector: the module in evaluation mode
+    (restored afterwards) under ``torch.inference_mode``, one batch of
+    intermediate values at a time, the outputs gathered as a NumPy array.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+    X : ndarray of shape (n_samples, ...)
+    fn : callable ``(module, tensor) -> tensor``
+    device : str, default="cpu"
+    prepare : callable ``ndarray -> ndarray`` or None, default=None
+        Applied to each chunk of ``X`` before it becomes a tensor (e.g. a
+        scaling), so only one chunk of its output exists at a time.
+    transform : callable ``tensor -> tensor`` or None, default=None
+        Applied to each batch on the device (e.g. a one-hot expansion).
+    dtype : NumPy dtype or None, default=None
+        The chunks' dtype as tensors (None: as they are).
+    axis : int, default=0
+        The axis of ``fn``'s outputs along which the batches are joined.
+
+    Returns
+    -------
+    out : ndarray
+        The joined outputs; an empty (0, 0) float32 array when ``X`` has no rows.
+
+    Examples
+    --------
+    >>> import torch
+    >>> module = torch.nn.Linear(3, 2)
+    >>> X = np.ones((1000, 3), dtype=np.float32)
+    >>> batched_inference(module, X, lambda m, x: m(x)).shape
+    (1000, 2)
+    """
+    rows = inference_batch_rows(module, device)
+    was_training = module.training
+    module.eval()
+    outputs = []
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(X), rows):
+                chunk = X[start:start + rows]
+                if prepare is not None:
+                    chunk = prepare(chunk)
+                batch = torch.from_numpy(np.ascontiguousarray(chunk, dtype=dtype)).to(device)
+                if transform is not None:
+                    batch = transform(batch)
+                outputs.append(fn(module, batch).cpu().numpy())
+    finally:
+        module.train(was_training)
+    if not outputs:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.concatenate(outputs, axis=axis)

@@ -39,6 +39,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from .._compat import HasMethods, Interval, StrOptions, _fit_context
+from .._saved_state import SavedStateMixin
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def _final_step(encoder):
     return encoder[-1] if hasattr(encoder, "steps") else encoder
 
 
-class CodeIndex(BaseEstimator):
+class CodeIndex(SavedStateMixin, BaseEstimator):
     """Nearest-neighbour search over the codes of a fitted autoencoder.
 
     ``fit(X, ids)`` encodes the library ``X`` with ``encoder.transform`` and
@@ -380,6 +381,22 @@ class CodeIndex(BaseEstimator):
         if self.metric == "cosine":
             distances = distances**2 / 2.0  # unit vectors: |a - b|^2 = 2 (1 - cos)
         return distances, np.asarray(positions, dtype=np.int64)
+
+    # The saved-state protocol (aepipe/_saved_state.py): the encoder is saved fitted, the
+    # search structure is rebuilt from the codes on first use.
+    _fitted_params = ("encoder",)
+    _unsaved_attributes = ("_lock", "_searcher")
+
+    @classmethod
+    def _from_saved_state(cls, config, arrays, *, device=None):
+        index = super()._from_saved_state(config, arrays, device=device)
+        codes, ids = index.codes_, index.ids_
+        if (codes.ndim != 2 or codes.dtype != np.float32 or ids.shape != (len(codes),)
+                or ids.dtype.kind not in "iU" or index.n_indexed_ != len(codes)):
+            raise ValueError(f"codes {codes.shape} {codes.dtype} and ids {ids.shape} "
+                             f"{ids.dtype} do not make an index of {index.n_indexed_} records")
+        index._restore(codes, ids, index.method_)
+        return index
 
     def __getstate__(self):
         # The search structure is rebuilt from codes_ (a FAISS graph does not pickle).

@@ -13,7 +13,13 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .._compat import HasMethods, Interval, StrOptions, validate_data
-from ..estimators._base import CalibratedContributionsMixin, OutlierContractMixin
+from .._saved_state import SavedStateMixin
+from .._standardize import standardization
+from ..estimators._base import (
+    CalibratedContributionsMixin,
+    OutlierContractMixin,
+    SharedParameters,
+)
 from ..exceptions import DataValidationError
 from ..thresholds import make_threshold
 from ..thresholds._thresholds import _NAMED as _THRESHOLD_NAMES
@@ -186,8 +192,8 @@ def _windowed_final(model):
     return final if isinstance(final, BaseWindowedDetector) else None
 
 
-class BaseWindowedDetector(CalibratedContributionsMixin, OutlierContractMixin, OutlierMixin,
-                           BaseEstimator):
+class BaseWindowedDetector(SavedStateMixin, SharedParameters, CalibratedContributionsMixin,
+                           OutlierContractMixin, OutlierMixin, BaseEstimator):
     """Base class for windowed detectors (not for direct use).
 
     Subclasses implement, on standardised windows ``W`` of shape
@@ -203,9 +209,17 @@ class BaseWindowedDetector(CalibratedContributionsMixin, OutlierContractMixin, O
     contributions (``feature_quantiles_``, ``feature_quantile_levels_``,
     ``feature_tail_scale_``), so :meth:`feature_scores` compares channels
     on one scale; :meth:`feature_nll` keeps the additive shares.
+
+    The parameters every windowed detector takes (``width``, ``stride``,
+    ``point_rule``, ``time_column``, ``series_column``, ``gap_policy``,
+    ``max_gap_factor``, ``slow_channels``) are declared here and those
+    shared with the tabular detectors in :class:`SharedParameters`; a
+    subclass drops the ones it does not take. ``threshold`` is required here
+    (no ``contamination`` to derive it from).
     """
 
     _parameter_constraints: dict = {
+        **SharedParameters._parameter_constraints,
         "width": [Interval(Integral, 1, None, closed="left")],
         "stride": [Interval(Integral, 1, None, closed="left")],
         "point_rule": [StrOptions(set(POINT_RULES))],
@@ -214,7 +228,6 @@ class BaseWindowedDetector(CalibratedContributionsMixin, OutlierContractMixin, O
         "gap_policy": [StrOptions(set(GAP_POLICIES))],
         "max_gap_factor": [Interval(Real, 1, None, closed="neither")],
         "threshold": [StrOptions(set(_THRESHOLD_NAMES)), HasMethods(["fit", "predict"])],
-        "standardize": ["boolean"],
         "slow_channels": [StrOptions({"auto", "keep"})],
     }
 
@@ -294,24 +307,9 @@ class BaseWindowedDetector(CalibratedContributionsMixin, OutlierContractMixin, O
                 "treat the rows as regularly sampled."
             )
         if reset:
-            if self.standardize and masked and np.isnan(values).any():
-                # handle_missing="mask": the observed values' statistics (a channel never
-                # observed gets 0 and 1).
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    self.mean_ = np.nan_to_num(np.nanmean(values, axis=0), nan=0.0)
-                    scale = np.nan_to_num(np.nanstd(values, axis=0), nan=0.0)
-                self.scale_ = np.where(scale > 1e-12 * np.maximum(np.abs(self.mean_), 1.0),
-                                       scale, 1.0)
-            elif self.standardize:
-                self.mean_ = values.mean(axis=0)
-                scale = values.std(axis=0)
-                # A channel constant in training keeps its units instead of exploding.
-                self.scale_ = np.where(scale > 1e-12 * np.maximum(np.abs(self.mean_), 1.0),
-                                       scale, 1.0)
-            else:
-                self.mean_ = np.zeros(values.shape[1])
-                self.scale_ = np.ones(values.shape[1])
+            # handle_missing="mask": the observed values' statistics; a channel constant in
+            # training keeps its units instead of exploding.
+            self.mean_, self.scale_ = standardization(values, standardize=self.standardize)
         index = X.index if isinstance(X, pd.DataFrame) else None
         scaled = (values - self.mean_) / self.scale_
         if reset:
@@ -471,12 +469,9 @@ class BaseWindowedDetector(CalibratedContributionsMixin, OutlierContractMixin, O
         return mask
 
     def _fit_threshold(self, train_scores, y):
-        self.threshold_object_ = make_threshold(self.threshold)
         if y is not None:
             y = np.asarray(y).ravel()
-        self.threshold_object_.fit(train_scores, y)
-        self.threshold_ = float(self.threshold_object_.threshold_)
-        self.offset_ = -self.threshold_
+        self._set_threshold(make_threshold(self.threshold).fit(train_scores, y))
 
     # ------------------------------------------------------------ scores
     def _point_contributions(self, prepared: _Prepared) -> np.ndarray:

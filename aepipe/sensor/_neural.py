@@ -12,11 +12,16 @@ from numpy.typing import ArrayLike
 
 from .._compat import Interval, StrOptions, _fit_context
 from .._random import resolve_seed, torch_seeded
+from ..estimators._base import without
+from ..estimators._sizes import WINDOW_HIDDEN, resolve_widths
 from ._base import BaseWindowedDetector
 
 logger = logging.getLogger(__name__)
 
-_SCORING_BATCH = 4096
+
+def _reconstruction_mean(module, batch):
+    """The mean of p(x|h(x)) for a batch of flattened windows."""
+    return module.head.mean(module(batch).params)
 
 
 class _WindowedNeuralDetector(BaseWindowedDetector):
@@ -30,17 +35,6 @@ class _WindowedNeuralDetector(BaseWindowedDetector):
         "variational": ["boolean"],
         "beta": [Interval(Real, 0, None, closed="left")],
         "n_models": [Interval(Integral, 1, None, closed="left")],
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
-        "weight_decay": [Interval(Real, 0, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
-        "early_stopping": ["boolean"],
-        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "patience": [Interval(Integral, 1, None, closed="left")],
-        "device": [str],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
-        "handle_missing": [StrOptions({"error", "mask"})],
     }
 
     # ------------------------------------------------------------ fit
@@ -76,10 +70,12 @@ class _WindowedNeuralDetector(BaseWindowedDetector):
             return nets.DenoisingNet, {"corruption": "gaussian", "noise_level": self.noise_level}
         return nets.AutoencoderNet, {}
 
-    def _make_net(self, n_channels: int, n_train: int, valid):
+    def _make_net(self, n_channels: int, n_train: int, valid, **module_args):
+        """A skorch net for windows of ``n_channels``; ``module_args`` go to :meth:`_module`
+        (the denoiser's closed-form ``start``)."""
         from ..nets import build_net
 
-        module, module_kwargs = self._module(n_channels)
+        module, module_kwargs = self._module(n_channels, **module_args)
         net_class, net_kwargs = self._net_class()
         return build_net(
             net_class, module,
@@ -92,56 +88,40 @@ class _WindowedNeuralDetector(BaseWindowedDetector):
             device=self.device_, verbose=self.verbose,
         )
 
-    def _fit_windows(self, windows: np.ndarray) -> None:
+    def _net_for_loading(self, weights: dict):
+        """The saved-state protocol's hook (aepipe/_saved_state.py): the net to load into."""
+        return self._make_net(int(self.n_features_in_), self.batch_size, None)
+
+    def _fit_windows(self, windows: np.ndarray, **module_args) -> None:
         import torch
 
-        from ..estimators._autoencoders import resolve_device
-        from ..nets import TensorDataset
+        from ..nets import TensorDataset, fit_net, member_seed, resolve_device, validation_split
 
         self.device_ = resolve_device(self.device)
         n_windows, width, n_channels = windows.shape
         flat = torch.from_numpy(windows.reshape(n_windows, -1).astype(np.float32))
-        n_valid = int(round(self.validation_fraction * n_windows)) if self.early_stopping else 0
-        if self.early_stopping and n_valid < 2:
-            logger.info("Early stopping skipped: %d windows are too few for a validation split.",
-                        n_windows)
-            n_valid = 0
-        # The validation windows are the *last* ones in time: overlapping windows make a
-        # random split leak almost every validation window into training.
-        train, valid = flat[: n_windows - n_valid], flat[n_windows - n_valid:]
-        train = train.to(self.device_)
-        valid = TensorDataset(valid.to(self.device_)) if n_valid else None
+        # The validation windows are the *last* ones in time (no seed).
+        train, valid = validation_split(flat.to(self.device_), self.validation_fraction,
+                                        early_stopping=self.early_stopping, unit="windows")
         seed = resolve_seed(self.random_state)
-        self.nets_ = []
-        for k in range(self.n_models):
-            with torch_seeded((seed + 7919 * k) % (2**31 - 1), self.device_):
-                net = self._make_net(n_channels, len(train), valid)
-                net.fit(TensorDataset(train), y=None)
-            net.train_split = None
-            self.nets_.append(net)
+        self.nets_ = [
+            fit_net(self._make_net(n_channels, len(train), valid, **module_args),
+                    TensorDataset(train), seed=member_seed(seed, k), device=self.device_)
+            for k in range(self.n_models)
+        ]
         self.net_ = self.nets_[0]
 
     # ------------------------------------------------------------ inference
     def _window_reconstruction(self, windows: np.ndarray) -> np.ndarray:
-        import torch
+        from ..nn import batched_inference
 
         flat = windows.reshape(len(windows), -1).astype(np.float32)
         if np.isnan(flat).any():  # handle_missing="mask": a missing reading is the mean (0)
             flat = np.nan_to_num(flat, nan=0.0)
         total = np.zeros(flat.shape, dtype=np.float64)
         for net in self.nets_:
-            module = net.module_
-            was_training = module.training
-            module.eval()
-            try:
-                with torch.inference_mode():
-                    for start in range(0, len(flat), _SCORING_BATCH):
-                        batch = torch.from_numpy(flat[start:start + _SCORING_BATCH]).to(
-                            self.device_)
-                        mean = module.head.mean(module(batch).params)
-                        total[start:start + len(batch)] += mean.cpu().numpy()
-            finally:
-                module.train(was_training)
+            total += batched_inference(net.module_, flat, _reconstruction_mean,
+                                       device=self.device_)
         return (total / len(self.nets_)).reshape(windows.shape)
 
     def _window_contributions(self, windows: np.ndarray) -> np.ndarray:
@@ -278,43 +258,24 @@ class WindowedAutoencoder(_WindowedNeuralDetector):
                  threshold="control_chart", standardize=True, slow_channels="keep",
                  time_column=None, series_column=None, gap_policy="split", max_gap_factor=3.0,
                  device="cpu", random_state=None, verbose=0, handle_missing="error"):
-        self.width = width
-        self.stride = stride
-        self.point_rule = point_rule
+        super().__init__(
+            width=width, stride=stride, point_rule=point_rule, latent_dim=latent_dim,
+            activation=activation, noise_level=noise_level, variational=variational, beta=beta,
+            n_models=n_models, learning_rate=learning_rate, weight_decay=weight_decay,
+            batch_size=batch_size, max_epochs=max_epochs, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, patience=patience, threshold=threshold,
+            standardize=standardize, slow_channels=slow_channels, time_column=time_column,
+            series_column=series_column, gap_policy=gap_policy, max_gap_factor=max_gap_factor,
+            device=device, random_state=random_state, verbose=verbose,
+            handle_missing=handle_missing,
+        )
         self.hidden_sizes = hidden_sizes
-        self.latent_dim = latent_dim
-        self.activation = activation
-        self.noise_level = noise_level
-        self.variational = variational
-        self.beta = beta
-        self.n_models = n_models
-        self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.patience = patience
-        self.threshold = threshold
-        self.standardize = standardize
-        self.slow_channels = slow_channels
-        self.time_column = time_column
-        self.series_column = series_column
-        self.gap_policy = gap_policy
-        self.max_gap_factor = max_gap_factor
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
-        self.handle_missing = handle_missing
 
     def _module(self, n_channels):
         from ..nn import AutoencoderModule
 
         n_inputs = self.width * n_channels
-        if self.hidden_sizes == "auto":
-            hidden = (int(np.clip(n_inputs // 4, 16, 256)),)
-        else:
-            hidden = tuple(int(h) for h in self.hidden_sizes)
+        hidden = resolve_widths("hidden_sizes", self.hidden_sizes, n_inputs, WINDOW_HIDDEN)
         self.hidden_sizes_ = hidden
         return AutoencoderModule, {
             "widths": [("gaussian", 1)] * n_inputs, "hidden_sizes": hidden,
@@ -358,35 +319,19 @@ class WindowedConvAutoencoder(_WindowedNeuralDetector):
                  patience=10, threshold="control_chart", standardize=True, slow_channels="keep",
                  time_column=None, series_column=None, gap_policy="split", max_gap_factor=3.0,
                  device="cpu", random_state=None, verbose=0, handle_missing="error"):
-        self.width = width
-        self.stride = stride
-        self.point_rule = point_rule
+        super().__init__(
+            width=width, stride=stride, point_rule=point_rule, latent_dim=latent_dim,
+            activation=activation, noise_level=noise_level, variational=variational,
+            beta=beta, n_models=n_models, learning_rate=learning_rate,
+            weight_decay=weight_decay, batch_size=batch_size, max_epochs=max_epochs,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            patience=patience, threshold=threshold, standardize=standardize,
+            slow_channels=slow_channels, time_column=time_column, series_column=series_column,
+            gap_policy=gap_policy, max_gap_factor=max_gap_factor, device=device,
+            random_state=random_state, verbose=verbose, handle_missing=handle_missing,
+        )
         self.hidden_channels = hidden_channels
         self.kernel_size = kernel_size
-        self.latent_dim = latent_dim
-        self.activation = activation
-        self.noise_level = noise_level
-        self.variational = variational
-        self.beta = beta
-        self.n_models = n_models
-        self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.patience = patience
-        self.threshold = threshold
-        self.standardize = standardize
-        self.slow_channels = slow_channels
-        self.time_column = time_column
-        self.series_column = series_column
-        self.gap_policy = gap_policy
-        self.max_gap_factor = max_gap_factor
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
-        self.handle_missing = handle_missing
 
     def _module(self, n_channels):
         from ..nn._conv import ConvAutoencoderModule
@@ -595,22 +540,11 @@ class WindowedDenoisingAutoencoder(_WindowedNeuralDetector):
     """
 
     _parameter_constraints: dict = {
-        **BaseWindowedDetector._parameter_constraints,
+        **without(_WindowedNeuralDetector._parameter_constraints,
+                  "latent_dim", "variational", "beta", "handle_missing"),
         "noise_level": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
         "min_noise_ratio": [Interval(Real, 0, 1, closed="left")],
         "hidden_size": [Interval(Integral, 0, None, closed="left")],
-        "activation": [StrOptions({"relu", "leaky_relu", "elu", "gelu", "silu", "tanh"})],
-        "n_models": [Interval(Integral, 1, None, closed="left")],
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
-        "weight_decay": [Interval(Real, 0, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
-        "early_stopping": ["boolean"],
-        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "patience": [Interval(Integral, 1, None, closed="left")],
-        "device": [str],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
     }
 
     variational = False
@@ -622,31 +556,18 @@ class WindowedDenoisingAutoencoder(_WindowedNeuralDetector):
                  threshold="control_chart", standardize=True, slow_channels="keep",
                  time_column=None, series_column=None, gap_policy="split", max_gap_factor=3.0,
                  device="cpu", random_state=None, verbose=0):
-        self.width = width
-        self.stride = stride
-        self.point_rule = point_rule
-        self.noise_level = noise_level
+        super().__init__(
+            width=width, stride=stride, point_rule=point_rule, noise_level=noise_level,
+            activation=activation, n_models=n_models, learning_rate=learning_rate,
+            weight_decay=weight_decay, batch_size=batch_size, max_epochs=max_epochs,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            patience=patience, threshold=threshold, standardize=standardize,
+            slow_channels=slow_channels, time_column=time_column, series_column=series_column,
+            gap_policy=gap_policy, max_gap_factor=max_gap_factor, device=device,
+            random_state=random_state, verbose=verbose,
+        )
         self.min_noise_ratio = min_noise_ratio
         self.hidden_size = hidden_size
-        self.activation = activation
-        self.n_models = n_models
-        self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.patience = patience
-        self.threshold = threshold
-        self.standardize = standardize
-        self.slow_channels = slow_channels
-        self.time_column = time_column
-        self.series_column = series_column
-        self.gap_policy = gap_policy
-        self.max_gap_factor = max_gap_factor
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: ArrayLike, y=None):
@@ -699,7 +620,7 @@ class WindowedDenoisingAutoencoder(_WindowedNeuralDetector):
 
     # ------------------------------------------------------------ fit
     def _fit_windows(self, windows: np.ndarray) -> None:
-        from ..estimators._autoencoders import resolve_device
+        from ..nets import resolve_device
 
         noisy = windows[:, :, self.denoised_channels_]
         self.blend_ = self.denoised_channels_.astype(np.float64)
@@ -718,10 +639,9 @@ class WindowedDenoisingAutoencoder(_WindowedNeuralDetector):
         if not keep.any():
             keep[0] = True
         self.latent_dim_ = int(keep.sum())
-        self._init = (components[keep], gains[keep], mean)
-        super()._fit_windows(noisy)
-        self._keep_closed_form_if_better(noisy)
-        del self._init
+        start = (components[keep], gains[keep], mean)
+        super()._fit_windows(noisy, start=start)
+        self._keep_closed_form_if_better(noisy, start)
 
     def _fit_on_stream(self, prepared) -> None:
         """Per-channel blend minimising SURE of the whole reconstruction on held-out rows.
@@ -803,39 +723,56 @@ class WindowedDenoisingAutoencoder(_WindowedNeuralDetector):
             out[:, :, noisy] = sub + blend * (model - sub)
         return out
 
-    def _keep_closed_form_if_better(self, windows) -> None:
-        """Replace each trained net's module by the closed-form start if SURE prefers it.
+    def _keep_closed_form_if_better(self, windows, start) -> None:
+        """Replace each trained net's module by the closed-form ``start`` if SURE prefers it.
 
         Compared on the validation windows (the last ``validation_fraction``),
         so SURE fine-tuning can only keep or improve the linear solution.
         """
         import torch
 
-        n_valid = int(round(self.validation_fraction * len(windows))) if (
-            self.early_stopping) else 0
-        if n_valid < 2:
+        from ..nets import n_validation
+
+        n_valid = n_validation(len(windows), self.validation_fraction,
+                               early_stopping=self.early_stopping)
+        if not n_valid:
             self.sure_trained_ = self.sure_closed_form_ = None
             return
         flat = torch.from_numpy(windows[-n_valid:].reshape(n_valid, -1).astype(np.float32)).to(
             self.device_)
-        module_class, kwargs = self._module(windows.shape[2])
-        start = module_class(**kwargs).to(self.device_)
-        self.sure_closed_form_ = self._sure(start.eval(), flat)
+        module_class, kwargs = self._module(windows.shape[2], start=start)
+        closed_form = module_class(**kwargs).to(self.device_)
+        self.sure_closed_form_ = self._sure(closed_form.eval(), flat)
         self.sure_trained_ = []
         for net in self.nets_:
             trained = self._sure(net.module_.eval(), flat)
             self.sure_trained_.append(trained)
             if trained > self.sure_closed_form_:
-                net.module_.load_state_dict(start.state_dict())
+                net.module_.load_state_dict(closed_form.state_dict())
 
-    def _module(self, n_channels):
+    def _module(self, n_channels, *, start):
+        """The shrinkage module started at the closed form ``start = (components, gains,
+        mean)`` (principal axes of the noisy windows, their Wiener gains, the mean window)."""
         from ..nn._residual import ShrinkageAutoencoderModule
 
-        components, gains, mean = self._init
+        components, gains, mean = start
         return ShrinkageAutoencoderModule, {
             "components": components, "gains": gains, "mean": mean,
             "hidden_size": self.hidden_size, "activation": self.activation,
         }
+
+    def _net_for_loading(self, weights: dict):
+        """The net to load into; its module starts from placeholders of the stored shapes.
+
+        (It is built from the closed-form start, which the weights replace.)
+        """
+        n_channels = int(self.n_features_in_)
+        latent, n_inputs = weights["encoder.weight"].shape
+        denoised = int(np.sum(self._denoised(n_channels)))
+        if (latent, n_inputs) != (int(self.latent_dim_), self.width * denoised):
+            raise ValueError("the weights do not fit the window and latent sizes in the config")
+        start = (np.zeros((latent, n_inputs)), np.zeros(latent), np.zeros(n_inputs))
+        return self._make_net(n_channels, self.batch_size, None, start=start)
 
     def _net_class(self):
         from ._sure import SureNet

@@ -9,6 +9,8 @@ from numpy.typing import ArrayLike
 from sklearn.decomposition import PCA
 
 from .._compat import Interval, StrOptions, _fit_context
+from .._standardize import floor_variances
+from ..estimators._base import TRAINING_PARAMETERS, without
 from ..estimators._missing_pca import fit_with_missing, masked_scores
 from ..thresholds import make_threshold
 from ._base import BaseWindowedDetector
@@ -72,30 +74,25 @@ gap_policy, max_gap_factor, handle_missing
     """
 
     _parameter_constraints: dict = {
-        **BaseWindowedDetector._parameter_constraints,
+        **without(BaseWindowedDetector._parameter_constraints, *TRAINING_PARAMETERS,
+                  "random_state"),
         "n_components": [Interval(Integral, 1, None, closed="left"),
                          Interval(Real, 0, 1, closed="neither"), None],
         "statistic": [StrOptions({"t2+q", "t2", "q"})],
-        "handle_missing": [StrOptions({"error", "mask"})],
     }
 
     def __init__(self, width=1, *, stride=1, point_rule="mean", n_components=0.9,
                  statistic="t2+q", threshold="control_chart", standardize=True,
                  slow_channels="keep", time_column=None, series_column=None,
                  gap_policy="split", max_gap_factor=3.0, handle_missing="error"):
-        self.width = width
-        self.stride = stride
-        self.point_rule = point_rule
+        super().__init__(
+            width=width, stride=stride, point_rule=point_rule, threshold=threshold,
+            standardize=standardize, slow_channels=slow_channels, time_column=time_column,
+            series_column=series_column, gap_policy=gap_policy, max_gap_factor=max_gap_factor,
+            handle_missing=handle_missing,
+        )
         self.n_components = n_components
         self.statistic = statistic
-        self.threshold = threshold
-        self.standardize = standardize
-        self.slow_channels = slow_channels
-        self.time_column = time_column
-        self.series_column = series_column
-        self.gap_policy = gap_policy
-        self.max_gap_factor = max_gap_factor
-        self.handle_missing = handle_missing
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: ArrayLike, y=None):
@@ -159,8 +156,7 @@ gap_policy, max_gap_factor, handle_missing
             if pca.n_components_ > cap:
                 pca = PCA(n_components=cap, svd_solver="full").fit(flat)
         self.pca_ = pca
-        variances = np.asarray(pca.explained_variance_, dtype=np.float64)
-        self.variances_ = np.maximum(variances, max(1e-12, 1e-9 * float(variances.max())))
+        self.variances_ = floor_variances(pca.explained_variance_)
 
     def _window_statistic(self, windows, statistic):
         n_windows, width, n_channels = windows.shape

@@ -8,11 +8,12 @@ from sklearn.base import BaseEstimator, OutlierMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from .._compat import HasMethods, _fit_context, validate_data
+from .._saved_state import SavedStateMixin
 from ..exceptions import DataValidationError
 from ._base import series_rows, split_series
 
 
-class PerSeriesDetector(OutlierMixin, BaseEstimator):
+class PerSeriesDetector(SavedStateMixin, OutlierMixin, BaseEstimator):
     """One detector per series of a long-format frame, each row scored by its series' model.
 
     For a fleet (pumps, servers) in one DataFrame with a column naming each

@@ -13,6 +13,7 @@ from ._thresholds import (
     ControlChartThreshold,
     POTThreshold,
     SPOTThreshold,
+    TukeyFenceThreshold,
     make_threshold,
 )
 
@@ -24,5 +25,6 @@ __all__ = [
     "ControlChartThreshold",
     "POTThreshold",
     "SPOTThreshold",
+    "TukeyFenceThreshold",
     "make_threshold",
 ]

@@ -67,6 +67,11 @@ class BaseThreshold(BaseEstimator):
 class ContaminationThreshold(BaseThreshold):
     """The ``1 - contamination`` quantile of the training scores.
 
+    What a tabular detector's ``contamination=<float>`` stands for: the
+    threshold is computed as scikit-learn's outlier detectors compute their
+    ``offset_`` (the ``100 * contamination`` percentile of the negated
+    scores), so both give the same limit to the last bit.
+
     Parameters
     ----------
     contamination : float in (0, 0.5], default=0.01
@@ -87,7 +92,38 @@ class ContaminationThreshold(BaseThreshold):
         self.contamination = contamination
 
     def _threshold(self, scores):
-        return np.quantile(scores, 1.0 - self.contamination)
+        return -np.percentile(-scores, 100.0 * self.contamination)
+
+
+class TukeyFenceThreshold(BaseThreshold):
+    """Tukey's boxplot fence: ``Q3 + factor * (Q3 - Q1)`` of the training scores.
+
+    Assumes no share of anomalies: the default of the tabular detectors
+    (``contamination="auto"``). Reconstruction NLLs are right-skewed (sums of
+    squares), so a symmetric ``median + k * MAD`` rule would flag far too
+    many normal records; the fence reaches further on the long side.
+
+    Parameters
+    ----------
+    factor : float >= 0, default=1.5
+        Interquartile ranges above the third quartile (1.5: Tukey's inner
+        fence; 3: his outer fence).
+
+    Examples
+    --------
+    >>> from aepipe.thresholds import TukeyFenceThreshold
+    >>> TukeyFenceThreshold().fit([1.0, 2.0, 3.0, 4.0, 5.0]).threshold_
+    7.0
+    """
+
+    _parameter_constraints: dict = {"factor": [Interval(Real, 0, None, closed="left")]}
+
+    def __init__(self, factor=1.5):
+        self.factor = factor
+
+    def _threshold(self, scores):
+        q1, q3 = np.percentile(scores, [25, 75])
+        return q3 + self.factor * (q3 - q1)
 
 
 class ControlChartThreshold(BaseThreshold):
@@ -393,6 +429,7 @@ _NAMED = {
     "control_chart": ControlChartThreshold,
     "centred_control_chart": CentredControlChartThreshold,
     "contamination": ContaminationThreshold,
+    "tukey_fence": TukeyFenceThreshold,
     "pot": POTThreshold,
     "spot": SPOTThreshold,
     "best_f1": BestF1Threshold,
@@ -404,7 +441,8 @@ def make_threshold(threshold) -> BaseThreshold:
 
     Parameters
     ----------
-    threshold : {"control_chart", "centred_control_chart", "contamination", "pot", "spot", "best_f1"} or BaseThreshold
+    threshold : {"control_chart", "centred_control_chart", "contamination", "tukey_fence", \
+"pot", "spot", "best_f1"} or BaseThreshold
 
     Returns
     -------

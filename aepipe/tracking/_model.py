@@ -1,18 +1,28 @@
 """The pyfunc model: a fitted aepipe pipeline that MLflow can load and serve.
 
 ``mlflow.sklearn`` forwards only ``predict``-like methods to pyfunc and its
-default serialisation (skops) refuses custom types, so the fitted pipeline is
-stored as a joblib artifact inside a custom :class:`mlflow.pyfunc.PythonModel`.
+default serialisation (skops) refuses custom types, so an aepipe model is a
+pyfunc model of its own: a folder holding the fitted pipeline as an
+:func:`aepipe.save` model file (``pipeline.aepipe``) and the input settings
+as JSON (``settings.json``), read by this module's ``_load_pyfunc`` (MLflow's
+``loader_module``) into an :class:`AnomalyModel`. Neither a pickled Python
+model (MLflow's ``python_model.pkl``) nor a pickled pipeline is stored, so
+loading or serving the model executes no code from the store.
 
 .. warning::
-   Loading such a model unpickles the pipeline, which can execute arbitrary
-   code. Load and serve only models from a tracking store you trust.
+   Models logged by older aepipe versions, and pipelines with steps the safe
+   format does not hold (logged with a warning), store a joblib pickle
+   (``pipeline.joblib``). Loading such a model unpickles the pipeline, which
+   can execute arbitrary code (a warning says so): load and serve only models
+   from a tracking store you trust.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
+import warnings
 from importlib import metadata
 from pathlib import Path
 
@@ -29,8 +39,10 @@ from ._uri import _first_line
 
 logger = logging.getLogger(__name__)
 
-PIPELINE_ARTIFACT = "pipeline"
-_PIPELINE_FILE = "pipeline.joblib"
+PIPELINE_ARTIFACT = "pipeline"  # the artifact of models logged as a pickled PythonModel
+_SETTINGS_FILE = "settings.json"
+_LOADER_MODULE = __name__
+_SAFE_SUFFIX = ".aepipe"  # aepipe.save's format: nothing unpickled (else a joblib pickle)
 
 
 class InvalidModelInputError(DataValidationError, MlflowException):
@@ -51,8 +63,9 @@ class AnomalyModel(PythonModel):
     ----------
     pipeline : fitted estimator or None, default=None
         When None (as logged by :func:`log_model`), the pipeline is read from
-        the ``pipeline`` artifact in ``load_context``. Loading unpickles it:
-        trusted models only.
+        the ``pipeline`` artifact in ``load_context``: with :func:`aepipe.load`
+        (nothing unpickled), or, for an older joblib artifact, unpickled with a
+        warning (trusted models only).
     columns : list of str
         Input columns, in training order.
     numeric_columns : list of str or None, default=None
@@ -85,11 +98,20 @@ class AnomalyModel(PythonModel):
         self.feature_names = feature_names
         self.top_k = top_k
 
+    _kind = "anomaly"
+    _file_stem = "pipeline"
+
     def load_context(self, context):
+        # Models logged by older aepipe versions: a pickled AnomalyModel and a joblib artifact.
         path = context.artifacts.get(PIPELINE_ARTIFACT) if context is not None else None
         if path is None:
             return
         self.pipeline = _load_pipeline(path)
+
+    def _settings(self) -> dict:
+        """What ``_load_pyfunc`` passes back to the constructor (JSON)."""
+        return {"columns": self.columns, "numeric_columns": self.numeric_columns,
+                "feature_names": bool(self.feature_names), "top_k": int(self.top_k)}
 
     def validate(self, model_input) -> pd.DataFrame | np.ndarray:
         """Check ``model_input`` and return what the pipeline expects."""
@@ -146,9 +168,84 @@ class AnomalyModel(PythonModel):
         return out
 
 
+class _PyfuncModel:
+    """What MLflow's pyfunc loader gets from ``_load_pyfunc``: ``predict`` and the model.
+
+    ``PyFuncModel.unwrap_python_model()`` returns ``python_model`` (the
+    :class:`AnomalyModel`), as for a logged ``PythonModel``.
+    """
+
+    def __init__(self, python_model):
+        self.python_model = python_model
+
+    def predict(self, model_input, params=None):
+        return self.python_model.predict(None, model_input, params=params)
+
+
+def _model_classes() -> dict:
+    from ._retrieval import NeighborsModel
+
+    return {cls._kind: cls for cls in (AnomalyModel, NeighborsModel)}
+
+
+def _load_pyfunc(data_path):
+    """MLflow's entry point (``loader_module``): the model in ``data_path``, nothing unpickled."""
+    folder = Path(data_path)
+    try:
+        settings = json.loads((folder / _SETTINGS_FILE).read_text())
+        kind, file_name = settings.pop("kind"), settings.pop("file")
+        cls = _model_classes()[kind]
+    except FileNotFoundError:
+        raise ModelFileError(f"Model folder {folder} has no {_SETTINGS_FILE}.") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelFileError(f"Model folder {folder} has an invalid {_SETTINGS_FILE} "
+                             f"({type(exc).__name__}: {exc}).") from None
+    if Path(file_name).name != file_name:
+        raise ModelFileError(f"{_SETTINGS_FILE} names {file_name!r}, not a file in {folder}.")
+    try:
+        model = cls(None, **settings)
+    except TypeError as exc:
+        raise ModelFileError(f"Model folder {folder} has an invalid {_SETTINGS_FILE} "
+                             f"({exc}).") from None
+    model.pipeline = _load_pipeline(folder / file_name)
+    return _PyfuncModel(model)
+
+
+def log_pyfunc(python_model, model, *, name, signature, input_example, registered_model_name,
+               pip_requirements):
+    """Log ``model`` (saved with aepipe.save) and ``python_model``'s settings as a pyfunc model."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory(prefix="aepipe-model-") as tmp:
+        folder = Path(tmp) / "aepipe"
+        folder.mkdir()
+        path = _save_artifact(model, folder, python_model._file_stem)
+        settings = {"kind": python_model._kind, "file": path.name, **python_model._settings()}
+        (folder / _SETTINGS_FILE).write_text(json.dumps(settings, indent=1))
+        return mlflow.pyfunc.log_model(
+            name=name, loader_module=_LOADER_MODULE, data_path=str(folder),
+            signature=signature, input_example=input_example,
+            registered_model_name=registered_model_name, pip_requirements=pip_requirements,
+        )
+
+
 def _load_pipeline(path):
+    """The pipeline artifact: an aepipe model file, or (older models) a joblib pickle."""
+    if Path(path).suffix == _SAFE_SUFFIX:
+        from .._persistence import load
+
+        return load(path)
+    return _unpickle(path)
+
+
+def _unpickle(path):
     import joblib
 
+    warnings.warn(
+        f"Model file {path} is a joblib pickle (logged by an older aepipe, or a pipeline "
+        "aepipe's safe format does not hold): loading it unpickles, which can execute "
+        "arbitrary code. Load and serve only models from a tracking store you trust; log "
+        "the model again with aepipe to store it without pickle.", UserWarning, stacklevel=3)
     try:
         return joblib.load(path)
     except FileNotFoundError:
@@ -174,7 +271,8 @@ def _input_frame(pipeline, X) -> tuple[pd.DataFrame, bool]:
 
 def _requirements() -> list[str]:
     pins = [f"aepipe=={__version__}"]
-    for dist in ("mlflow", "torch", "skorch", "scikit-learn", "pandas", "numpy", "joblib"):
+    for dist in ("mlflow", "torch", "skorch", "scikit-learn", "pandas", "numpy", "joblib",
+                 "safetensors"):
         try:
             pins.append(f"{dist}=={metadata.version(dist)}")
         except metadata.PackageNotFoundError:  # pragma: no cover
@@ -209,9 +307,12 @@ def log_model(model, X_example, *, name: str = "model", registered_model_name: s
               top_k: int = 3) -> str:
     """Log a fitted detector/pipeline as a servable pyfunc model in the active run.
 
-    The pipeline is saved with joblib as the ``pipeline`` artifact; loading it
-    unpickles (trusted models only). The model carries a signature (input
-    columns and types, output frame) and an input example (first 5 rows).
+    The pipeline is saved with :func:`aepipe.save` as the ``pipeline``
+    artifact, so loading or serving the model unpickles nothing. A pipeline
+    with a step that format does not hold (see :func:`aepipe.save`) is saved
+    with joblib instead, with a warning: loading it then unpickles (trusted
+    models only). The model carries a signature (input columns and types,
+    output frame) and an input example (first 5 rows).
 
     Parameters
     ----------
@@ -228,33 +329,41 @@ def log_model(model, X_example, *, name: str = "model", registered_model_name: s
     model_uri : str
         ``models:/<model_id>`` URI, loadable with :func:`load_model`.
     """
-    import joblib
-    import mlflow
     from mlflow.models import infer_signature
 
     pyfunc, frame = build_model(model, X_example, top_k=top_k)
     example = _example_rows(model, frame)
     scored = score_frame(model, example if pyfunc.feature_names else example.to_numpy(), top_k)
     signature = infer_signature(example, scored)
-    with tempfile.TemporaryDirectory(prefix="aepipe-model-") as tmp:
-        path = Path(tmp) / _PIPELINE_FILE
-        joblib.dump(model, path)
-        info = mlflow.pyfunc.log_model(
-            name=name,
-            python_model=pyfunc,
-            artifacts={PIPELINE_ARTIFACT: str(path)},
-            signature=signature,
-            input_example=example,
-            registered_model_name=registered_model_name,
-            pip_requirements=_requirements(),
-        )
+    info = log_pyfunc(pyfunc, model, name=name, signature=signature, input_example=example,
+                      registered_model_name=registered_model_name,
+                      pip_requirements=_requirements())
     return info.model_uri
+
+
+def _save_artifact(model, folder: Path, stem: str) -> Path:
+    """``model`` in aepipe's safe format; with joblib (and a warning) when it cannot be."""
+    from .._persistence import save
+
+    try:
+        return save(model, folder / f"{stem}.aepipe")
+    except TypeError as error:
+        import joblib
+
+        warnings.warn(
+            f"The model is logged as a joblib pickle, which loading executes: {error}",
+            UserWarning, stacklevel=4)
+        path = folder / f"{stem}.joblib"
+        joblib.dump(model, path)
+        return path
 
 
 def load_model(model_uri: str, *, tracking_uri: str | None = None):
     """Load a logged aepipe model; ``.predict(df)`` returns the scoring frame.
 
-    Loading unpickles the pipeline: load only models you trust.
+    Nothing is unpickled, except from a model whose pipeline artifact is a
+    joblib pickle (logged by an older aepipe): that loads with a warning, and
+    executes code from the store; load only such models from a store you trust.
 
     Parameters
     ----------

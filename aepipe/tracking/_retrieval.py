@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import pandas as pd
 
 from ..exceptions import ModelFileError
 from ..retrieval import neighbors_frame
-from ._model import AnomalyModel, InvalidModelInputError, _input_frame, _requirements
+from ._model import (
+    AnomalyModel,
+    InvalidModelInputError,
+    _input_frame,
+    _load_pipeline,
+    _requirements,
+    log_pyfunc,
+)
 from ._uri import _first_line
 
-INDEX_ARTIFACT = "index"
-_SAFE_FILE = "index.aepipe"
-_PICKLE_FILE = "index.joblib"
+INDEX_ARTIFACT = "index"  # the artifact of models logged as a pickled PythonModel
 
 
 class NeighborsModel(AnomalyModel):
@@ -32,7 +34,7 @@ class NeighborsModel(AnomalyModel):
         When None (as logged by :func:`log_index`), read from the ``index``
         artifact in ``load_context``: aepipe's safe model format when the
         encoder can be saved in it (nothing is unpickled), else joblib
-        (trusted models only).
+        (unpickled with a warning: trusted models only).
     columns, numeric_columns, feature_names
         As in :class:`AnomalyModel`.
     n_neighbors : int, default=10
@@ -50,11 +52,20 @@ class NeighborsModel(AnomalyModel):
         """The fitted :class:`~aepipe.retrieval.CodeIndex`."""
         return self.pipeline
 
+    _kind = "neighbors"
+    _file_stem = "index"
+
     def load_context(self, context):
+        # Models logged by older aepipe versions: a pickled NeighborsModel and its artifact.
         path = context.artifacts.get(INDEX_ARTIFACT) if context is not None else None
         if path is None:
             return
         self.pipeline = _load_index(path)
+
+    def _settings(self) -> dict:
+        return {"columns": self.columns, "numeric_columns": self.numeric_columns,
+                "feature_names": bool(self.feature_names),
+                "n_neighbors": int(self.n_neighbors)}
 
     def predict(self, context, model_input: pd.DataFrame, params=None):
         """Nearest indexed records of each query row; ``params={"n_neighbors": k}``."""
@@ -76,11 +87,7 @@ class NeighborsModel(AnomalyModel):
 
 
 def _load_index(path):
-    from .._persistence import load
-    from ._model import _load_pipeline
-
-    if Path(path).name == _SAFE_FILE:
-        return load(path)
+    """The index artifact: an aepipe model file, or (older models) a joblib pickle."""
     return _load_pipeline(path)
 
 
@@ -109,8 +116,9 @@ def log_index(index, X_example, *, name: str = "neighbors",
     """Log a fitted CodeIndex as a servable pyfunc model in the active run.
 
     The index is stored in aepipe's safe format (:func:`aepipe.save`) when its
-    encoder can be (any aepipe autoencoder or ensemble, or no encoder), else
-    with joblib (loading it then unpickles: trusted models only). The model
+    encoder can be (any aepipe detector, a Pipeline of supported steps, or no
+    encoder), else with joblib, with a warning (loading it then unpickles:
+    trusted models only). The model
     carries a signature with an ``n_neighbors`` parameter, so a request may
     ask for another number of neighbours.
 
@@ -136,10 +144,7 @@ def log_index(index, X_example, *, name: str = "neighbors",
     ...     uri = log_index(CodeIndex(ae).fit(X), X)                   # doctest: +SKIP
     >>> load_model(uri).predict(X[:3], params={"n_neighbors": 5})      # doctest: +SKIP
     """
-    import mlflow
     from mlflow.models import infer_signature
-
-    from .._persistence import _check_savable
 
     pyfunc, frame = build_neighbors_model(index, X_example, n_neighbors=n_neighbors)
     example = frame.head(5)
@@ -148,22 +153,7 @@ def log_index(index, X_example, *, name: str = "neighbors",
                                       n_neighbors=k)
     signature = infer_signature(example, neighbors_frame(distances, ids),
                                 params={"n_neighbors": int(n_neighbors)})
-    with tempfile.TemporaryDirectory(prefix="aepipe-index-") as tmp:
-        try:
-            if index.encoder is not None:
-                _check_savable(index.encoder)
-            from .._persistence import save
-
-            path = save(index, Path(tmp) / _SAFE_FILE)
-        except TypeError:  # an encoder aepipe's format does not hold (a Pipeline, ...)
-            import joblib
-
-            path = Path(tmp) / _PICKLE_FILE
-            joblib.dump(index, path)
-        info = mlflow.pyfunc.log_model(
-            name=name, python_model=pyfunc, artifacts={INDEX_ARTIFACT: str(path)},
-            signature=signature, input_example=example,
-            registered_model_name=registered_model_name,
-            pip_requirements=[*_requirements(), _faiss_requirement()],
-        )
+    info = log_pyfunc(pyfunc, index, name=name, signature=signature, input_example=example,
+                      registered_model_name=registered_model_name,
+                      pip_requirements=[*_requirements(), _faiss_requirement()])
     return info.model_uri

@@ -4,7 +4,8 @@ Run at a commit whose scores are the reference; it writes ``scores.npz`` (the
 outputs) and one ``<name>.aepipe`` model file per detector (written by that
 commit's :func:`aepipe.save`) next to this file::
 
-    python tests/data/frozen/record.py
+    python tests/data/frozen/record.py            # every case
+    python tests/data/frozen/record.py NAME ...   # only these (a new detector)
 
 The cases are small (a few epochs) so the test refits them in seconds.
 Recorded at commit c0ea045 (before the detector-core refactor of issue #14).
@@ -86,21 +87,37 @@ def outputs(model, X) -> dict:
     return out
 
 
-def main():
+def main(names=()):
+    """Record ``names`` (every case when empty) into ``scores.npz``, keeping the others.
+
+    A new public detector is recorded on its own (``record.py NAME``), so the
+    outputs and model files of the existing ones stay those of the commit
+    that first recorded them.
+    """
+    import sys
+
     from aepipe import save
 
+    names = list(names) or sys.argv[1:]
     data = inputs()
-    recorded = {}
-    for name, (which, model) in cases().items():
+    all_cases = cases()
+    unknown = set(names) - set(all_cases)
+    if unknown:
+        raise SystemExit(f"No case named {sorted(unknown)}; add it to cases() first.")
+    path = HERE / "scores.npz"
+    recorded = dict(np.load(path)) if names and path.exists() else {}
+    for name in names or all_cases:
+        which, model = all_cases[name]
+        recorded = {k: v for k, v in recorded.items() if k.split("/", 1)[0] != name}
         model.fit(data[which])
         for key, value in outputs(model, data[which]).items():
             recorded[f"{name}/{key}"] = np.asarray(value)
         try:
             save(model, HERE / f"{name}.aepipe")
-        except TypeError:  # not saveable by this commit's aepipe.save (PCADetector before #14)
+        except TypeError:  # not saveable by that commit's aepipe.save (PCADetector before #14)
             pass
         print(name, flush=True)
-    np.savez_compressed(HERE / "scores.npz", **recorded)
+    np.savez_compressed(path, **recorded)
 
 
 if __name__ == "__main__":
