@@ -14,7 +14,10 @@ Windowing, the window-to-point rules and the gap policy are documented in
 - many series in one long-format frame (a column naming each row's series):
   ``series_column=`` scores them all with one shared model, windows never
   crossing from one series into another; :class:`PerSeriesDetector` fits one
-  model per series.
+  model per series;
+- an irregularly sampled stream can be put on a regular clock first
+  (:func:`resample_stream`: bins of a fixed width, short holes interpolated,
+  long ones left as gaps).
 """
 
 from ._base import BaseWindowedDetector, series_column_of, window_context
@@ -26,6 +29,7 @@ from ._neural import (
 )
 from ._pca import WindowedPCA
 from ._plot import plot_contributions
+from ._resample import resample_stream
 from ._series import PerSeriesDetector
 from ._windows import find_segments, sliding_windows, window_starts, windows_to_points
 
@@ -40,6 +44,7 @@ __all__ = [
     "make_default_sensor_denoiser",
     "make_default_sensor_detector",
     "plot_contributions",
+    "resample_stream",
     "series_column_of",
     "sliding_windows",
     "window_context",

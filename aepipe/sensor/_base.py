@@ -212,7 +212,7 @@ class BaseWindowedDetector(SavedStateMixin, SharedParameters, CalibratedContribu
 
     The parameters every windowed detector takes (``width``, ``stride``,
     ``point_rule``, ``time_column``, ``series_column``, ``gap_policy``,
-    ``max_gap_factor``, ``slow_channels``) are declared here and those
+    ``max_gap_factor``, ``slow_channels``, ``combine``) are declared here and those
     shared with the tabular detectors in :class:`SharedParameters`; a
     subclass drops the ones it does not take. ``threshold`` is required here
     (no ``contamination`` to derive it from).
@@ -229,6 +229,7 @@ class BaseWindowedDetector(SavedStateMixin, SharedParameters, CalibratedContribu
         "max_gap_factor": [Interval(Real, 1, None, closed="neither")],
         "threshold": [StrOptions(set(_THRESHOLD_NAMES)), HasMethods(["fit", "predict"])],
         "slow_channels": [StrOptions({"auto", "keep"})],
+        "combine": [StrOptions({"sum", "max"})],
     }
 
     # ------------------------------------------------------------ input
@@ -436,7 +437,18 @@ class BaseWindowedDetector(SavedStateMixin, SharedParameters, CalibratedContribu
         scores = contributions.sum(axis=1)
         self._fit_threshold(scores[steady], None if y is None else y[steady])
         self._fit_contribution_calibration(contributions, steady)
+        if getattr(self, "combine", "sum") == "max":
+            # The calibration above learnt from the rows the summed score deems normal;
+            # the limit is then set on the score the detector reports.
+            scores = self._combine(contributions)
+            self._fit_threshold(scores[steady], None if y is None else y[steady])
         return self
+
+    def _combine(self, contributions: np.ndarray) -> np.ndarray:
+        """One score per row from its channels' contributions (see ``combine``)."""
+        if getattr(self, "combine", "sum") == "max":
+            return self._calibrated(contributions).max(axis=1)
+        return contributions.sum(axis=1)
 
     def _fit_contribution_calibration(self, contributions: np.ndarray, steady: np.ndarray,
                                       threshold: float | None = None) -> None:
@@ -552,7 +564,7 @@ class BaseWindowedDetector(SavedStateMixin, SharedParameters, CalibratedContribu
         """
         check_is_fitted(self)
         prepared = self._prepare(X, reset=False)
-        return prepared.in_input_order(self._point_contributions(prepared).sum(axis=1))
+        return prepared.in_input_order(self._combine(self._point_contributions(prepared)))
 
     def reconstruct(self, X: ArrayLike):
         """The model's reconstruction of every timestamp, in X's units (a denoised signal).

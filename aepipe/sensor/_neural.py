@@ -178,6 +178,17 @@ _COMMON_DOC = """
         shape is modelled and scored but not their absolute level, which a
         short normal stretch cannot bound. ``slow_channels_`` and
         ``within_window_ratio_`` record the choice.
+    combine : {"sum", "max"}, default="sum"
+        How a timestamp's score is made from its channels. ``"sum"``: the
+        channels' negative log-likelihood shares added up (the likelihood of
+        the window; :meth:`feature_nll` sums to the score). ``"max"``: the
+        most surprising channel, each channel's share measured against its
+        own training distribution (``-ln`` of its tail share, as in
+        :meth:`feature_scores`) -- Tippett's combination: a fault that shows
+        in one or a few channels is not diluted by the noise of the many
+        unaffected ones (e.g. a telemetry value beside two dozen 0/1 command
+        flags), and channels of any noise level or type compare on one
+        scale. The alarm limit is fitted on the score chosen here.
     time_column : str or None, default=None
         Column holding the timestamps; otherwise a DatetimeIndex is used,
         and rows without either are taken as regularly sampled.
@@ -255,7 +266,7 @@ class WindowedAutoencoder(_WindowedNeuralDetector):
                  latent_dim=8, activation="relu", noise_level=0.0, variational=False, beta=1.0,
                  n_models=1, learning_rate=1e-3, weight_decay=0.0, batch_size=64,
                  max_epochs=100, early_stopping=True, validation_fraction=0.2, patience=10,
-                 threshold="control_chart", standardize=True, slow_channels="keep",
+                 threshold="control_chart", standardize=True, slow_channels="keep", combine="sum",
                  time_column=None, series_column=None, gap_policy="split", max_gap_factor=3.0,
                  device="cpu", random_state=None, verbose=0, handle_missing="error"):
         super().__init__(
@@ -264,7 +275,7 @@ class WindowedAutoencoder(_WindowedNeuralDetector):
             n_models=n_models, learning_rate=learning_rate, weight_decay=weight_decay,
             batch_size=batch_size, max_epochs=max_epochs, early_stopping=early_stopping,
             validation_fraction=validation_fraction, patience=patience, threshold=threshold,
-            standardize=standardize, slow_channels=slow_channels, time_column=time_column,
+            standardize=standardize, slow_channels=slow_channels, combine=combine, time_column=time_column,
             series_column=series_column, gap_policy=gap_policy, max_gap_factor=max_gap_factor,
             device=device, random_state=random_state, verbose=verbose,
             handle_missing=handle_missing,
@@ -316,7 +327,7 @@ class WindowedConvAutoencoder(_WindowedNeuralDetector):
                  kernel_size=5, latent_dim=8, activation="relu", noise_level=0.0,
                  variational=False, beta=1.0, n_models=1, learning_rate=1e-3, weight_decay=0.0,
                  batch_size=64, max_epochs=100, early_stopping=True, validation_fraction=0.2,
-                 patience=10, threshold="control_chart", standardize=True, slow_channels="keep",
+                 patience=10, threshold="control_chart", standardize=True, slow_channels="keep", combine="sum",
                  time_column=None, series_column=None, gap_policy="split", max_gap_factor=3.0,
                  device="cpu", random_state=None, verbose=0, handle_missing="error"):
         super().__init__(
@@ -326,7 +337,7 @@ class WindowedConvAutoencoder(_WindowedNeuralDetector):
             weight_decay=weight_decay, batch_size=batch_size, max_epochs=max_epochs,
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             patience=patience, threshold=threshold, standardize=standardize,
-            slow_channels=slow_channels, time_column=time_column, series_column=series_column,
+            slow_channels=slow_channels, combine=combine, time_column=time_column, series_column=series_column,
             gap_policy=gap_policy, max_gap_factor=max_gap_factor, device=device,
             random_state=random_state, verbose=verbose, handle_missing=handle_missing,
         )
@@ -553,7 +564,7 @@ class WindowedDenoisingAutoencoder(_WindowedNeuralDetector):
                  min_noise_ratio=0.01, hidden_size=64, activation="tanh", n_models=1,
                  learning_rate=1e-4, weight_decay=0.0, batch_size=64, max_epochs=30,
                  early_stopping=True, validation_fraction=0.2, patience=5,
-                 threshold="control_chart", standardize=True, slow_channels="keep",
+                 threshold="control_chart", standardize=True, slow_channels="keep", combine="sum",
                  time_column=None, series_column=None, gap_policy="split", max_gap_factor=3.0,
                  device="cpu", random_state=None, verbose=0):
         super().__init__(
@@ -562,7 +573,7 @@ class WindowedDenoisingAutoencoder(_WindowedNeuralDetector):
             weight_decay=weight_decay, batch_size=batch_size, max_epochs=max_epochs,
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             patience=patience, threshold=threshold, standardize=standardize,
-            slow_channels=slow_channels, time_column=time_column, series_column=series_column,
+            slow_channels=slow_channels, combine=combine, time_column=time_column, series_column=series_column,
             gap_policy=gap_policy, max_gap_factor=max_gap_factor, device=device,
             random_state=random_state, verbose=verbose,
         )
