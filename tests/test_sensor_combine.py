@@ -71,3 +71,16 @@ def test_combine_is_validated():
     train, _, _ = _telemetry(n_train=100, n_test=10)
     with pytest.raises(ValueError, match="combine"):
         WindowedPCA(width=4, combine="mean").fit(train)
+
+
+def test_default_sensor_detector_scores_missing_readings():
+    train, test, _ = _telemetry(n_train=300, n_test=200, n_flags=3)
+    detector = make_default_sensor_detector(random_state=0, max_epochs=3).fit(train)
+    complete = detector.score_samples(test)
+    test = test.copy()
+    test.iloc[50:53, 0] = np.nan
+    scores = detector.score_samples(test)
+    assert np.isfinite(scores).all()
+    # Rows none of whose 32-row windows holds a missing reading score as before.
+    unaffected = 50 - (detector.width - 1)
+    np.testing.assert_array_equal(scores[:unaffected], complete[:unaffected])
