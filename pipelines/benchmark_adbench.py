@@ -172,13 +172,14 @@ def read_rows(path):
         ]
 
 
-def append_row(path, row):
+def append_row(path, row, fields=FIELDS):
+    """Append ``row``'s ``fields`` to the CSV at ``path`` (a header first when it is new)."""
     new = not os.path.exists(path)
     with open(path, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS)
+        writer = csv.DictWriter(handle, fieldnames=fields)
         if new:
             writer.writeheader()
-        writer.writerow({k: row[k] for k in FIELDS})
+        writer.writerow({k: row[k] for k in fields})
 
 
 # --------------------------------------------------------------- tables

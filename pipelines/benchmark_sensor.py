@@ -56,7 +56,6 @@ Examples
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 import time
@@ -311,12 +310,14 @@ def read_rows(path):
 
 
 def append_row(path, row):
-    new = not os.path.exists(path)
-    with open(path, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS)
-        if new:
-            writer.writeheader()
-        writer.writerow({key: row[key] for key in FIELDS})
+    """Append a result row (``benchmark_adbench.py``'s resumable CSV, with these fields)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "benchmark_adbench", Path(__file__).with_name("benchmark_adbench.py"))
+    adbench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(adbench)
+    adbench.append_row(path, row, FIELDS)
 
 
 def report(rows, detectors, streams) -> None:
