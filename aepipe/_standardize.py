@@ -136,3 +136,28 @@ def floor_variances(variances) -> np.ndarray:
     """
     variances = np.asarray(variances, dtype=np.float64)
     return np.maximum(variances, max(1e-12, 1e-9 * float(variances.max(initial=0.0))))
+
+
+def two_valued_step(values: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """``scale`` with each two-valued column's replaced by its step (high - low).
+
+    A column that takes exactly two values in training -- a command flag, an
+    on/off state -- is measured in its own step, not its standard deviation:
+    the standard deviation of a rarely set flag is tiny (0.1 for a flag set
+    1 % of the time), so one toggle, which is a normal event for such a
+    channel, would count as a deviation of 1/0.1 = 10 standard units and
+    outweigh every other channel. Missing entries (NaN) are ignored.
+
+    Examples
+    --------
+    >>> X = np.array([[0.0, 1.5], [0.0, 2.5], [0.0, 0.5], [1.0, 3.5]])
+    >>> two_valued_step(X, np.array([0.433, 1.118])).tolist()
+    [1.0, 1.118]
+    """
+    raw = np.asarray(values, dtype=np.float64)
+    scale = np.array(scale, dtype=np.float64)
+    for j in range(raw.shape[1]):
+        levels = np.unique(raw[:, j][~np.isnan(raw[:, j])])
+        if len(levels) == 2:
+            scale[j] = levels[1] - levels[0]
+    return scale

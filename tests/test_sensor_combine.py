@@ -52,13 +52,23 @@ def test_sum_is_the_additive_nll():
                                detector.feature_nll(test).sum(axis=1).to_numpy())
 
 
-def test_max_finds_a_one_channel_fault_that_noisy_flags_dilute():
-    train, test, labels = _telemetry()
+def test_max_finds_a_one_channel_fault_that_noisy_channels_dilute():
+    # One smooth channel with a level shift beside 12 heavy-tailed noise channels.
+    rng = np.random.default_rng(1)
+    n_train = n_test = 800
+    value = np.sin(np.arange(n_train + n_test) / 25.0) + 0.05 * rng.normal(size=n_train + n_test)
+    noise = rng.standard_t(3, size=(n_train + n_test, 12))
+    labels = np.zeros(n_train + n_test, dtype=bool)
+    labels[n_train + 300:n_train + 360] = True
+    value[labels] += 3.0
+    frame = pd.DataFrame(np.column_stack([value, noise]),
+                         columns=["value", *[f"noise_{k}" for k in range(12)]])
+    train, test, labels = frame.iloc[:n_train], frame.iloc[n_train:], labels[n_train:]
     ap = {combine: average_precision_score(
         labels, WindowedPCA(width=8, combine=combine).fit(train).anomaly_score(test))
         for combine in ("sum", "max")}
-    # Measured: sum 0.07 (the base rate: the flags drown the fault), max 0.54.
-    assert ap["max"] > ap["sum"] + 0.2, ap
+    # Measured: sum 0.07 (near the base rate, 0.075), max 0.30.
+    assert ap["max"] > ap["sum"] + 0.15, ap
 
 
 def test_default_sensor_detector_sums_the_channels():

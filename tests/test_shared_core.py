@@ -302,3 +302,37 @@ def test_doctests_of_the_shared_pieces(name):
     result = doctest.testmod(importlib.import_module(name),
                              optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_two_valued_channels_are_scaled_by_their_step():
+    from aepipe._standardize import two_valued_step
+
+    rng = np.random.default_rng(0)
+    flag = (rng.random(1000) < 0.01).astype(float)  # std about 0.1
+    on_off = np.where(rng.random(1000) < 0.5, 2.0, 7.0)
+    level = rng.normal(size=1000)
+    X = np.column_stack([flag, on_off, level, np.ones(1000)])
+    scale = two_valued_step(X, X.std(axis=0))
+    assert scale[0] == 1.0 and scale[1] == 5.0
+    assert scale[2] == pytest.approx(level.std()) and scale[3] == 0.0  # untouched
+    X[3, 0] = np.nan  # missing entries are not a level
+    assert two_valued_step(X, X.std(axis=0))[0] == 1.0
+
+
+def test_a_rare_flag_toggle_does_not_drown_a_windowed_detector():
+    import pandas as pd
+
+    from aepipe.sensor import WindowedPCA
+
+    rng = np.random.default_rng(1)
+    n = 1200
+    value = np.sin(np.arange(n) / 20) + 0.05 * rng.normal(size=n)
+    flag = np.zeros(n)
+    flag[[100, 101, 500, 900, 901, 1000]] = 1.0  # a rare flag, set in training and later
+    frame = pd.DataFrame({"value": value, "flag": flag})
+    detector = WindowedPCA(width=8).fit(frame.iloc[:800])
+    assert detector.scale_[1] == 1.0
+    scores = detector.anomaly_score(frame.iloc[800:])
+    # A normal toggle scores like the value channel's ordinary noise, not like a fault.
+    toggles = scores[[100, 101, 200, 201]]
+    assert toggles.max() < 20 * np.median(scores)

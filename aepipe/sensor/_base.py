@@ -14,7 +14,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._compat import HasMethods, Interval, StrOptions, validate_data
 from .._saved_state import SavedStateMixin
-from .._standardize import standardization
+from .._standardize import standardization, two_valued_step
 from ..estimators._base import (
     CalibratedContributionsMixin,
     OutlierContractMixin,
@@ -311,6 +311,8 @@ class BaseWindowedDetector(SavedStateMixin, SharedParameters, CalibratedContribu
             # handle_missing="mask": the observed values' statistics; a channel constant in
             # training keeps its units instead of exploding.
             self.mean_, self.scale_ = standardization(values, standardize=self.standardize)
+            if self.standardize:
+                self.scale_ = two_valued_step(values, self.scale_)
         index = X.index if isinstance(X, pd.DataFrame) else None
         scaled = (values - self.mean_) / self.scale_
         if reset:

@@ -170,7 +170,12 @@ _COMMON_DOC = """
         a full ``width`` windows; the noisier edge rows are left out): a name
         from :func:`aepipe.thresholds.make_threshold` or an instance (cloned).
     standardize : bool, default=True
-        Centre and scale each channel with training statistics.
+        Centre each channel on its training mean and scale it by its training
+        standard deviation -- or, for a channel with exactly two values in
+        training (a command flag, an on/off state), by its step between them:
+        the standard deviation of a rarely set flag is tiny, and one normal
+        toggle would otherwise outweigh every other channel
+        (:func:`aepipe._standardize.two_valued_step`).
     slow_channels : {"keep", "auto"}, default="keep"
         ``"auto"``: channels whose training variance lies mostly between
         windows (mean within-window variance below half the total: slow drifts
