@@ -49,26 +49,31 @@ def make_default_sensor_detector(**overrides):
       and their noisier extremes would inflate it.
     - An MLP on flattened windows: on SKAB valve1 it scored higher F1 than the
       convolutional variant at half the cost.
-    - ``max_epochs=30`` (with early stopping, as before): decided on half A
-      of ``pipelines/benchmark_sensor.py`` (SKAB valve1 and NASA SMAP,
-      ``--half A``) and confirmed on half B, against the previous 100. It
-      changed no metric beyond seed noise on either half (SMAP average
-      precision A 0.268 -> 0.276, B 0.356 -> 0.357; SKAB F1 A 0.712 -> 0.720,
-      B 0.906 -> 0.908 at the same 2-3 % false-alarm rate) and cut the fit
-      to about a third, below a windowed PyOD AutoEncoder's (SMAP half B:
-      111 s against 132-141 s).
+    - Command flags and other two-valued channels are scaled by their step,
+      not their standard deviation (``standardize``): a rarely set flag's
+      standard deviation is tiny, so each normal toggle drowned the other
+      channels. Decided on half A of ``pipelines/benchmark_sensor.py``
+      (SKAB valve1 and NASA SMAP, ``--half A``), confirmed on half B: SMAP
+      average precision A 0.276 -> 0.483, B 0.357 -> 0.470 (the windowed
+      PyOD AutoEncoder: 0.351-0.424; aepipe's ``WindowedPCA(width=32)``,
+      which shares the scaling: 0.481-0.493); SKAB, with no two-valued
+      channel, is unchanged (F1 0.720 / 0.908 at 2-3 % false alarms, where
+      the peers raise 9-27 %).
+    - ``max_epochs=30`` (with early stopping, as before), decided on half A
+      and confirmed on half B against the previous 100: no metric moved
+      beyond seed noise (SMAP average precision A 0.268 -> 0.276, B 0.356 ->
+      0.357; SKAB F1 A 0.712 -> 0.720, B 0.906 -> 0.908 at the same false-
+      alarm rate), and the fit took about a third of the time.
     - ``handle_missing="mask"``: a missing reading (NaN) is left out of the
       scores instead of stopping the stream with an error; on complete data
       the scores are bit-identical to ``handle_missing="error"``.
     - Channels are combined by summing their NLL shares (``combine="sum"``).
       ``combine="max"`` (the most surprising channel, each calibrated
-      against its own training distribution) ranks far better on telemetry
-      with many 0/1 command flags (SMAP average precision A 0.449, B 0.452,
-      against 0.375 and 0.424 for the best peer) but, with the same limit
-      rule, raised SKAB's false-alarm rate from 2-3 % to 31 % on both halves
-      and its normal-operation alarms from 27-34 % to 70-84 %: not the
-      default; try it where one channel among many noisy ones carries the
-      fault.
+      against its own training distribution) ranked SMAP as well or better
+      (average precision A 0.490, B 0.506) but, with the same limit rule,
+      raised SKAB's false-alarm rate from 2-3 % to 31 % on both halves and
+      its normal-operation alarms from 27-34 % to 70-84 %: not the default;
+      try it where one channel among many noisy ones carries the fault.
 
     Parameters
     ----------
