@@ -32,7 +32,7 @@ from sklearn.base import (
 )
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from .._compat import HasMethods, Interval, StrOptions, validate_data
+from .._compat import HasMethods, Interval, StrOptions, _fit_context, validate_data
 from .._saved_state import SavedStateMixin
 from .._tabular import (
     TabularLayout,
@@ -398,6 +398,23 @@ class BaseDetector(SavedStateMixin, SharedParameters, CalibratedContributionsMix
         return H.astype(np.float32)
 
     # ------------------------------------------------------------ fit
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Fit the model on X, then the alarm threshold on the training scores.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or None
+            Labels (1 = anomaly); used only by ``threshold="best_f1"`` (training
+            itself is unsupervised).
+
+        Returns
+        -------
+        self : object
+        """
+        return self._fit(X, y)
+
     def _fit(self, X, y=None):
         """Validate, learn the model, then fit the threshold on the training scores.
 

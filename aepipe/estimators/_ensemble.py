@@ -241,23 +241,6 @@ feature_names_in_
 
     # ------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Fit the ensemble on X, then the threshold on the training scores.
-
-        Parameters
-        ----------
-        X : array-like or DataFrame of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,) or None
-            Labels (1 = anomaly); used only by ``threshold="best_f1"`` (training
-            itself is unsupervised).
-
-        Returns
-        -------
-        self : object
-        """
-        return self._fit(X, y)
-
-    @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None, *, epochs=1):
         """Continue training on new records X; on an unfitted model, :meth:`fit`.
 

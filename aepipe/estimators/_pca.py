@@ -10,7 +10,7 @@ from numpy.typing import ArrayLike
 from sklearn.decomposition import PCA
 from sklearn.utils.validation import check_is_fitted
 
-from .._compat import Interval, StrOptions, _fit_context
+from .._compat import Interval, StrOptions
 from .._standardize import floor_variances
 from ._base import TRAINING_PARAMETERS, BaseDetector, without
 from ._missing_pca import fit_with_missing, masked_scores
@@ -135,22 +135,6 @@ class PCADetector(BaseDetector):
         self.n_components = n_components
         self.statistic = statistic
         self.svd_solver = svd_solver
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X: ArrayLike, y=None):
-        """Fit the principal subspace on X, then the threshold on the training scores.
-
-        Parameters
-        ----------
-        X : array-like or DataFrame of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,) or None
-            Labels (1 = anomaly); used only by ``threshold="best_f1"``.
-
-        Returns
-        -------
-        self : object
-        """
-        return self._fit(X, y)
 
     def _fit_encoded(self, Z: np.ndarray) -> None:
         if np.isnan(Z).any():  # handle_missing="mask": EM imputation around the fit
