@@ -56,6 +56,7 @@ Examples
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -309,15 +310,21 @@ def read_rows(path):
     return pd.read_csv(path).to_dict("records")
 
 
-def append_row(path, row):
-    """Append a result row (``benchmark_adbench.py``'s resumable CSV, with these fields)."""
+@functools.cache
+def _adbench():
+    """``pipelines/benchmark_adbench.py``, loaded once, for its resumable-CSV writer."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
         "benchmark_adbench", Path(__file__).with_name("benchmark_adbench.py"))
-    adbench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(adbench)
-    adbench.append_row(path, row, FIELDS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def append_row(path, row):
+    """Append a result row (``benchmark_adbench.py``'s resumable CSV, with these fields)."""
+    _adbench().append_row(path, row, FIELDS)
 
 
 def report(rows, detectors, streams) -> None:
