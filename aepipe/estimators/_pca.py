@@ -66,6 +66,10 @@ class PCADetector(BaseDetector):
         As in :class:`Autoencoder`: a rule of :mod:`aepipe.thresholds` fitted
         on the training anomaly scores (``"pot"``, ``"best_f1"``, ...).
     svd_solver : {"auto", "full", "covariance_eigh", "arpack", "randomized"}, default="auto"
+        scikit-learn's ``PCA`` solver. Should LAPACK's SVD fail to converge
+        (it rarely does, on finite data), the exact solvers ``"auto"`` and
+        ``"full"`` fall back to ``"covariance_eigh"`` (the same subspace)
+        instead of refusing the table.
     random_state : int, RandomState or None, default=None
         Used by the randomized and arpack solvers.
     handle_missing : {"error", "mask"}, default="error"
@@ -176,10 +180,8 @@ class PCADetector(BaseDetector):
         # Constant or single-row data: sklearn divides zero variance by zero for the
         # explained-variance ratios (which we do not use) and warns; the fit is fine.
         with np.errstate(invalid="ignore", divide="ignore"):
-            return PCA(
-                n_components=n_components, svd_solver=self.svd_solver,
-                random_state=self.random_state,
-            ).fit(Z)
+            return fit_pca(Z, n_components, svd_solver=self.svd_solver,
+                           random_state=self.random_state)
 
     @property
     def _n_features_out(self) -> int:
@@ -291,3 +293,32 @@ class PCADetector(BaseDetector):
             if missing.any():
                 frame[name] = frame[name].where(~missing, decoded[name].to_numpy())
         return frame
+
+
+# The solvers that compute the exact principal subspace; LAPACK's SVD failing is
+# no reason to refuse data that the covariance's eigendecomposition handles.
+_EXACT_SOLVERS = ("auto", "full")
+
+
+def fit_pca(X: np.ndarray, n_components, *, svd_solver: str = "full",
+            random_state=None) -> PCA:
+    """scikit-learn's ``PCA`` fitted on ``X``; by the covariance's eigenvectors if the SVD fails.
+
+    LAPACK's divide-and-conquer SVD (``gesdd``) occasionally reports "SVD did
+    not converge" on finite, well-scaled data (it did on one of NASA SMAP's
+    channels with 32-row windows). For the exact solvers (``"auto"``,
+    ``"full"``) the fit is then repeated with ``svd_solver="covariance_eigh"``,
+    which gives the same subspace, so no table or stream is refused for it;
+    the approximate solvers (``"arpack"``, ``"randomized"``) raise as they do.
+    Shared by :class:`PCADetector` and :class:`aepipe.sensor.WindowedPCA`.
+    """
+    from scipy.linalg import LinAlgError
+
+    try:
+        return PCA(n_components=n_components, svd_solver=svd_solver,
+                   random_state=random_state).fit(X)
+    except (LinAlgError, np.linalg.LinAlgError):
+        if svd_solver not in _EXACT_SOLVERS:
+            raise
+        return PCA(n_components=n_components, svd_solver="covariance_eigh",
+                   random_state=random_state).fit(X)

@@ -6,12 +6,12 @@ from numbers import Integral, Real
 
 import numpy as np
 from numpy.typing import ArrayLike
-from sklearn.decomposition import PCA
 
 from .._compat import Interval, StrOptions, _fit_context
 from .._standardize import floor_variances
 from ..estimators._base import TRAINING_PARAMETERS, without
 from ..estimators._missing_pca import fit_with_missing, masked_scores
+from ..estimators._pca import fit_pca
 from ..thresholds import make_threshold
 from ._base import BaseWindowedDetector
 
@@ -145,7 +145,7 @@ gap_policy, max_gap_factor, handle_missing
                 f"n_components={n_components} must be below min(n_windows, width * "
                 f"n_channels)={full} so that Q has a residual."
             )
-        pca = _fit_pca(n_components, flat)
+        pca = fit_pca(flat, n_components)
         # Overlapping windows hold about one independent sample per ``width`` rows;
         # components beyond that count fit the training stretch's own noise, so its
         # Q (and the limit fitted on it) is near zero and every later window alarms.
@@ -154,7 +154,7 @@ gap_policy, max_gap_factor, handle_missing
             independent = (n_samples - 1) * self.stride // self.width + 1
             cap = max(1, min(full, independent) - 1)
             if pca.n_components_ > cap:
-                pca = _fit_pca(cap, flat)
+                pca = fit_pca(flat, cap)
         self.pca_ = pca
         self.variances_ = floor_variances(pca.explained_variance_)
 
@@ -188,20 +188,4 @@ gap_policy, max_gap_factor, handle_missing
     def _window_reconstruction(self, windows):
         flat = windows.reshape(len(windows), -1)
         return self.pca_.inverse_transform(self._scores(flat)).reshape(windows.shape)
-
-
-def _fit_pca(n_components, flat):
-    """A full-SVD PCA of ``flat``; by the covariance's eigendecomposition if LAPACK's SVD fails.
-
-    LAPACK's divide-and-conquer SVD (``gesdd``) occasionally reports "SVD did not
-    converge" on finite, well-scaled data (on one of NASA SMAP's channels with
-    32-row windows); the eigendecomposition of the covariance gives the same
-    subspace, so a stream is never refused for it.
-    """
-    from scipy.linalg import LinAlgError
-
-    try:
-        return PCA(n_components=n_components, svd_solver="full").fit(flat)
-    except (LinAlgError, np.linalg.LinAlgError):
-        return PCA(n_components=n_components, svd_solver="covariance_eigh").fit(flat)
 
