@@ -392,3 +392,69 @@ def test_score_dask_windowed_model_refuses_runs_of_tiny_partitions(windowed_mode
     scores = score_dask(windowed_model, ddf, top_k=0)
     with pytest.raises(ValueError, match="fewer than the 15 rows of context.*larger partitions"):
         scores.compute(scheduler="synchronous")
+
+
+# ---------------------------------------------------------------- many series
+def _fleet(n_rows=120, pumps=("p1", "p2", "p3"), seed=8):
+    """Several pumps' streams interleaved row by row, as a fleet's table arrives."""
+    frames = []
+    for k, pump in enumerate(pumps):
+        frame = _stream(n_rows, seed=seed + k)
+        frame.insert(0, "pump", pump)
+        frame.index = np.arange(n_rows) * len(pumps) + k
+        frames.append(frame)
+    return pd.concat(frames).sort_index()
+
+
+@pytest.fixture(scope="module", params=["shared", "per_series"])
+def fleet_model(request):
+    from aepipe.sensor import PerSeriesDetector, WindowedPCA
+
+    if request.param == "shared":
+        return WindowedPCA(width=16, series_column="pump").fit(_fleet(seed=20))
+    return PerSeriesDetector(WindowedPCA(width=16), series_column="pump").fit(_fleet(seed=20))
+
+
+@pytest.mark.parametrize("npartitions", [1, 4, 13])
+def test_score_dask_scores_each_series_whole(fleet_model, npartitions):
+    """Series interleaved across partitions score as in memory, each as one stream."""
+    X = _fleet()
+    X.insert(0, "record_id", np.arange(len(X)) + 500)
+    ddf = dd.from_pandas(X, npartitions=npartitions)
+    result = score_dask(fleet_model, ddf, id_column="record_id", top_k=2).compute(
+        scheduler="synchronous")
+    expected = score_frame(fleet_model, X.drop(columns="record_id"), top_k=2)
+    expected.insert(0, "record_id", X["record_id"])
+    pd.testing.assert_frame_equal(result.loc[expected.index], expected, check_exact=False,
+                                  rtol=1e-12)
+    assert len(result) == len(X) and result.index.is_unique
+
+
+@pytest.mark.parametrize("id_column", [None, "record_id"])
+def test_score_file_distributed_fleet_keeps_input_order(client, fleet_model, tmp_path,
+                                                        id_column):
+    X = _fleet()
+    if id_column:
+        X.insert(0, id_column, np.random.default_rng(0).permutation(len(X)))  # not the order
+    data_path = tmp_path / "fleet.csv"
+    X.to_csv(data_path, index=False)
+    assert dd.read_csv(data_path, blocksize=4_000).npartitions > 3
+    out_path = tmp_path / "scores.csv"
+    n_rows = score_file_distributed(fleet_model, data_path, out_path, scheduler=client,
+                                    blocksize=4_000, id_column=id_column)
+    result = pd.read_csv(out_path)
+    assert n_rows == len(X)
+    if id_column:
+        np.testing.assert_array_equal(result[id_column], X[id_column])
+        assert list(result.columns)[:2] == [id_column, "anomaly_score"]
+        X = X.drop(columns=id_column)
+    else:
+        np.testing.assert_array_equal(result["row"], np.arange(len(X)))
+    np.testing.assert_allclose(result["anomaly_score"],
+                               score_frame(fleet_model, X)["anomaly_score"], rtol=1e-9)
+
+
+def test_score_dask_names_a_missing_series_column(fleet_model):
+    ddf = dd.from_pandas(_fleet().drop(columns="pump"), npartitions=2)
+    with pytest.raises(ValueError, match="series column 'pump' is not a column"):
+        score_dask(fleet_model, ddf)

@@ -503,7 +503,8 @@ def _grouped_by_series(chunks, column: str):
                 raise click.UsageError(
                     f"Rows of series {value!r} ({column!r}) resume at row {row} after other "
                     "series: to score in chunks, sort the file by the series column, then by "
-                    "time (each series' rows together, in time order)."
+                    "time (each series' rows together, in time order), or score it with "
+                    "--scheduler (the Dask path groups the rows by series itself)."
                 )
             if current is not None:
                 finished.add(current)

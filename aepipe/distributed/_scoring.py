@@ -231,6 +231,42 @@ def _score_with_context(ddf, context: int, scorer, dtypes, id_column, meta):
     return dd.from_delayed(scored, meta=meta, divisions=ddf.divisions, verify_meta=False)
 
 
+# Hidden columns that carry each row's place in the input through the shuffle.
+_PARTITION, _POSITION = "__aepipe_partition", "__aepipe_position"
+# The input's row numbers, kept beside a user's id column while a fleet is shuffled.
+_ROW = "__aepipe_row"
+
+
+def _with_place(part: pd.DataFrame, partition_info=None) -> pd.DataFrame:
+    out = part.copy()
+    out[_PARTITION] = np.int64(partition_info["number"] if partition_info else 0)
+    out[_POSITION] = np.arange(len(part), dtype=np.int64)
+    return out
+
+
+def _score_series_partition(part: pd.DataFrame, scorer, dtypes: dict, id_column,
+                            series_column: str) -> pd.DataFrame:
+    """Score whole series: ``part``'s rows back in input order, each series scored entire."""
+    part = part.sort_values([_PARTITION, _POSITION], kind="stable")
+    part = part.drop(columns=[_PARTITION, _POSITION])
+    return _score_partition(part, scorer, dtypes, id_column)
+
+
+def _score_by_series(ddf, series_column: str, scorer, dtypes, id_column, meta):
+    """Score a model with a series column: every series whole, in one partition.
+
+    The rows are shuffled by series (a series' rows may sit in any
+    partitions of ``ddf``, interleaved with other series), put back in
+    their input order within each partition, and scored there, so every
+    series is scored as a whole stream, as in memory. The output's
+    partitions hold whole series; its index is ``ddf``'s.
+    """
+    placed = ddf.map_partitions(_with_place, meta=_with_place(ddf._meta))
+    grouped = placed.shuffle(on=series_column)
+    return grouped.map_partitions(_score_series_partition, scorer, dtypes, id_column,
+                                  series_column, meta=meta, align_dataframes=False)
+
+
 def _infer_meta(scorer, ddf, id_column) -> pd.DataFrame:
     """The empty output frame, from scoring a synthetic row, else the first real rows.
 
@@ -257,10 +293,12 @@ def _infer_meta(scorer, ddf, id_column) -> pd.DataFrame:
 
 
 def _score_partition_raw(scorer, part, id_column):
-    features = part.drop(columns=[id_column]) if id_column is not None else part
-    scores = scorer(features)
-    if id_column is not None:
-        scores.insert(0, id_column, part[id_column].to_numpy())
+    """Score ``part``; ``id_column`` (a name or a list of names) is passed through, first."""
+    passed = [] if id_column is None else [id_column] if isinstance(id_column, str) \
+        else list(id_column)
+    scores = scorer(part.drop(columns=passed) if passed else part)
+    for position, name in enumerate(passed):
+        scores.insert(position, name, part[name].to_numpy())
     return scores
 
 
@@ -283,6 +321,15 @@ def score_dask(model, ddf, *, top_k: int = 3, id_column: str | None = None, meta
     model's partitions are scored with ``width - 1`` rows of their neighbours
     on each side (see :func:`aepipe.sensor.window_context`), so its scores do
     not depend on the partitioning either; ``ddf`` must be in time order.
+
+    A model with a series column (a fleet: ``series_column=`` on a windowed
+    detector, or a :class:`~aepipe.sensor.PerSeriesDetector`) scores every
+    series as one whole stream, as in memory, wherever its rows lie in
+    ``ddf`` (interleaved with other series, across partitions): the rows are
+    shuffled by series, put back in input order within each series, and
+    scored. The result then holds each series in one partition (rows keep
+    their index, not their partition), and each worker holds whole series
+    in memory. :func:`score_file_distributed` writes them back in input order.
 
     Parameters
     ----------
@@ -316,22 +363,26 @@ def score_dask(model, ddf, *, top_k: int = 3, id_column: str | None = None, meta
     >>> scores.nlargest(10, "anomaly_score").compute()                # doctest: +SKIP
     """
     _require_distributed()
+    _check_id_column(ddf, id_column)
+    return _score_with(_scorer_for(model, top_k, tracking_uri), ddf, id_column, meta)
+
+
+def _score_with(scorer, ddf, id_column, meta=None):
+    """:func:`score_dask` with a scorer; ``id_column`` may be a list of passed-through names."""
     import dask
 
-    _check_id_column(ddf, id_column)
-    scorer = _scorer_for(model, top_k, tracking_uri)
-    if scorer.series_column is not None:
-        raise ValueError(
-            f"The model scores many series (series_column={scorer.series_column!r}), which Dask "
-            "scoring does not support yet: a partition's borrowed rows may belong to other "
-            "series. Score it with `aepipe score` (rows grouped by series) or in Python."
-        )
+    series = scorer.series_column
+    if series is not None and series not in ddf.columns:
+        raise ValueError(f"The model's series column {series!r} is not a column of the data; "
+                         f"columns are {list(ddf.columns)[:20]}.")
     if meta is None:
         meta = _infer_meta(scorer, ddf, id_column)
     dtypes = {name: dtype for name, dtype in meta.dtypes.items()}
     # One graph node holds the model, so it is sent to each worker once
     # rather than embedded in every partition's task.
     shipped = dask.delayed(scorer, pure=True, traverse=False)
+    if series is not None:
+        return _score_by_series(ddf, series, shipped, dtypes, id_column, meta)
     context = scorer.context
     if context:
         return _score_with_context(ddf, context, shipped, dtypes, id_column, meta)
@@ -480,8 +531,8 @@ def score_file_distributed(
                 )
             ddf = _number_rows(ddf, "row", compute_scheduler)
             id_column = "row"
-        scores = score_dask(model, ddf, top_k=top_k, id_column=id_column,
-                            tracking_uri=tracking_uri)
+        scores = _scores_in_input_order(model, ddf, top_k, id_column, tracking_uri,
+                                        compute_scheduler)
         # Ends with out's name, so the writer sees the suffix (".tsv", ".csv.gz").
         tmp = out.with_name(f".tmp-{uuid.uuid4().hex[:12]}.{out.name}")
         # A format may stage part files in the directory `tmp.d` before completing `tmp`.
@@ -501,6 +552,24 @@ def score_file_distributed(
                     path.unlink()
     _logger.info("Scored %d records from %s into %s", int(total), data_path, out)
     return int(np.asarray(total))
+
+
+def _scores_in_input_order(model, ddf, top_k, id_column, tracking_uri, scheduler):
+    """:func:`score_dask`'s table with its rows in the input's order, as a file is written.
+
+    A model with a series column is scored series by series, which moves
+    rows between partitions: they are numbered first (``id_column`` is
+    ``"row"``, or a hidden column beside it) and sorted back.
+    """
+    _check_id_column(ddf, id_column)
+    scorer = _scorer_for(model, top_k, tracking_uri)
+    if scorer.series_column is None:
+        return _score_with(scorer, ddf, id_column)
+    if id_column == "row":  # the row numbers are the order
+        return _score_with(scorer, ddf, id_column).sort_values("row")
+    ddf = _number_rows(ddf, _ROW, scheduler)
+    scores = _score_with(scorer, ddf, [id_column, _ROW])
+    return scores.sort_values(_ROW).drop(columns=_ROW)
 
 
 # ---------------------------------------------------------------- schedulers
