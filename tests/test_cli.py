@@ -435,6 +435,29 @@ def test_fit_sets_the_alarm_limit_from_the_command_line(tmp_path, table_csv, con
     assert_one_line_error(result, code=2, match="not a search config")
 
 
+def test_the_command_line_limit_replaces_the_configs(tmp_path, table_csv):
+    """--threshold over a config's contamination (and back) fits; both flags are refused."""
+    import re
+
+    config = tmp_path / "pca.json"
+    config.write_text(json.dumps({"steps": [{"estimator": "PCADetector",
+                                             "params": {"contamination": 0.05}}]}))
+    columns = ["--drop-column", "record_id", "--drop-column", "label"]
+    result = invoke("fit", "--pipeline", config, "--data", table_csv, *columns,
+                    "--threshold", "tukey_fence")
+    assert result.exit_code == 0, result.output
+    config.write_text(json.dumps({"steps": [{"estimator": "PCADetector",
+                                             "params": {"threshold": "pot"}}]}))
+    result = invoke("fit", "--pipeline", config, "--data", table_csv, *columns,
+                    "--contamination", "0.2")
+    assert result.exit_code == 0, result.output
+    rate = float(re.search(r"train_anomaly_rate=([0-9.]+)", result.stderr).group(1))
+    assert rate == pytest.approx(0.2, abs=0.02)
+    result = invoke("fit", "--pipeline", config, "--data", table_csv, *columns,
+                    "--contamination", "0.2", "--threshold", "pot")
+    assert_one_line_error(result, code=2, match="both set the alarm limit; give one of them")
+
+
 def test_serve_help_says_which_models_it_serves():
     text = " ".join(invoke("serve", "--help").output.split())
     assert "cannot serve a file written by aepipe.save" in text

@@ -332,8 +332,9 @@ def demo(out_dir, quick, n_samples, max_epochs, cv, seed, experiment, tracking_u
               help="Expected share of anomalies (0 < c <= 0.5): the alarm threshold flags about "
                    "this share of the training records. Tabular detectors.")
 @click.option("--threshold", "threshold_name", default=None, metavar="NAME",
-              help="Alarm-limit rule of a windowed (sensor) detector, e.g. control_chart, pot, "
-                   "spot (see aepipe.thresholds.make_threshold).")
+              help="Alarm-limit rule, e.g. tukey_fence, control_chart, pot, spot (see "
+                   "aepipe.thresholds.make_threshold); replaces the config's limit. Not with "
+                   "--contamination.")
 def fit(pipeline_config, data, label_column, id_column, drop_column, experiment, run_name,
         registered_model_name, tracking_uri, out_dir, contamination, threshold_name):
     """Fit a pipeline config on a file, log it to MLflow, print the model URI.
@@ -460,6 +461,11 @@ def _set_alarm_limit(model, *, contamination, threshold) -> None:
                                               ("threshold", threshold)) if value is not None}
     if not wanted:
         return
+    if len(wanted) == 2:
+        raise click.UsageError(
+            "--contamination and --threshold both set the alarm limit; give one of them "
+            "(--contamination c is the shorthand for a limit that flags about c of the "
+            "training records).")
     if isinstance(model, GridSearchCV):
         raise click.UsageError(
             f"--{next(iter(wanted))} applies to a single pipeline, not a search config: set it "
@@ -477,7 +483,13 @@ def _set_alarm_limit(model, *, contamination, threshold) -> None:
                 raise click.UsageError(
                     f"--threshold {value!r} is not a threshold rule; choose from "
                     f"{sorted(_NAMED)}.")
-        model.set_params(**{f"{name}__{param}": value})
+        # The command line replaces the config's limit, whichever way the config set it.
+        other = {"contamination": ("threshold", None), "threshold": ("contamination", "auto")}
+        other_param, neutral = other[param]
+        params = {f"{name}__{param}": value}
+        if other_param in detector.get_params(deep=False):
+            params[f"{name}__{other_param}"] = neutral
+        model.set_params(**params)
 
 
 # ---------------------------------------------------------------- score / explain
