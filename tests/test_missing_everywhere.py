@@ -9,7 +9,12 @@ import aepipe
 from aepipe import PCADetector
 from aepipe.estimators import AutoencoderEnsemble
 from aepipe.exceptions import DataValidationError
-from aepipe.sensor import WindowedAutoencoder, WindowedConvAutoencoder, WindowedPCA
+from aepipe.sensor import (
+    WindowedAutoencoder,
+    WindowedConvAutoencoder,
+    WindowedDenoisingAutoencoder,
+    WindowedPCA,
+)
 
 ENSEMBLE = dict(n_estimators=2, training_steps=30, random_state=0)
 
@@ -188,10 +193,32 @@ def test_windowed_pca_fills_a_gap_from_the_other_channels():
     assert np.sqrt(np.mean((filled[200:215, 2] - truth[200:215, 2]) ** 2)) < 0.1
 
 
-def test_windowed_detectors_refuse_missing_values_by_default():
-    X, _ = _with_holes(_stream(), share=0.05)
-    with pytest.raises(ValueError, match="NaN"):
-        WindowedPCA(width=5).fit(X)
+@pytest.mark.parametrize("make", [
+    lambda: WindowedPCA(width=5), lambda: WindowedAutoencoder(width=10, max_epochs=1),
+    lambda: WindowedConvAutoencoder(width=16, max_epochs=1),
+    lambda: WindowedDenoisingAutoencoder(max_epochs=1)])
+def test_windowed_detectors_refuse_missing_values_by_default(make):
+    """The error names the channel, the row and the fix."""
+    frame = pd.DataFrame(_stream(), columns=["flow", "pressure", "temp"],
+                         index=pd.date_range("2024-01-01", periods=500, freq="s"))
+    frame.iloc[[7, 50], 1] = np.nan
+    model = make()
+    match = (r"Channel 'pressure' has a missing reading \(NaN\) at row 7 \(index "
+             r"Timestamp\('2024-01-01 00:00:07'\)\); 2 missing in all\. Pass "
+             rf"{type(model).__name__}\(handle_missing='mask'\)")
+    with pytest.raises(DataValidationError, match=match):
+        model.fit(frame)
+    fitted = make().fit(frame.fillna(0.0))
+    with pytest.raises(DataValidationError, match="at row 7"):
+        fitted.score_samples(frame)
+
+
+def test_windowed_denoiser_fills_gaps_with_mask():
+    X, holes = _with_holes(_stream(), share=0.05)
+    model = WindowedDenoisingAutoencoder(max_epochs=3, random_state=0, handle_missing="mask")
+    out = model.fit(X).reconstruct(X)
+    assert model.denoised_channels_.all() and not np.isnan(out).any()
+    assert np.isfinite(model.score_samples(X)).all()
 
 
 def test_windowed_detector_with_missing_values_saves_and_loads(tmp_path):

@@ -255,3 +255,63 @@ def test_saved_denoiser_keeps_its_noise_model_and_old_files_still_load():
     expected = np.load(os.path.join(data, "denoiser-v0.1.0-expected.npz"))
     np.testing.assert_allclose(old.reconstruct(expected["X"]), expected["reconstruction"],
                                rtol=1e-6, atol=1e-9)
+
+
+# ---------------------------------------------------------------- missing readings
+def _with_holes(values, share, seed):
+    holes = np.random.default_rng(seed).random(values.shape) < share
+    gappy = values.copy()
+    gappy[holes] = np.nan
+    return gappy, holes
+
+
+def test_missing_readings_are_left_out_and_filled_with_mask():
+    clean, noisy = _stream(2000, 0.2, seed=3)
+    gappy, holes = _with_holes(noisy, 0.02, seed=4)
+    dae = WindowedDenoisingAutoencoder(max_epochs=5, random_state=0, handle_missing="mask")
+    out = dae.fit(gappy).reconstruct(gappy)
+    assert not np.isnan(out).any()
+    np.testing.assert_allclose(dae.noise_std_, 0.2, rtol=0.1)  # from the observed readings
+    # Observed readings are denoised as well as in a complete stream...
+    assert ((out - clean)[~holes] ** 2).mean() < 0.2 * ((noisy - clean)[~holes] ** 2).mean()
+    # ... and a missing one gets the model's value, far better than the channel's mean.
+    mean_fill = np.broadcast_to(np.nanmean(gappy, axis=0), gappy.shape)
+    filled_error = ((out - clean)[holes] ** 2).mean()
+    assert filled_error < 0.1 * ((mean_fill - clean)[holes] ** 2).mean()
+    assert np.isfinite(dae.score_samples(gappy)).all()
+
+
+def test_mask_changes_nothing_on_a_complete_stream():
+    _, noisy = _stream(800, 0.2, seed=5)
+    plain = WindowedDenoisingAutoencoder(max_epochs=3, random_state=0).fit(noisy)
+    masked = WindowedDenoisingAutoencoder(max_epochs=3, random_state=0,
+                                          handle_missing="mask").fit(noisy)
+    np.testing.assert_array_equal(plain.reconstruct(noisy), masked.reconstruct(noisy))
+    np.testing.assert_array_equal(plain.score_samples(noisy), masked.score_samples(noisy))
+
+
+def test_a_stream_without_a_complete_window_is_refused_with_mask():
+    _, noisy = _stream(400, 0.2, seed=6)
+    noisy[::6, 0] = np.nan  # runs of 5 readings: a noise estimate, but no complete 8-step window
+    with pytest.raises(ValueError, match="no complete window to learn the noise from"):
+        WindowedDenoisingAutoencoder(max_epochs=1, handle_missing="mask").fit(noisy)
+
+
+def test_a_channel_without_four_consecutive_readings_is_passed_through():
+    clean, noisy = _stream(600, 0.2, seed=9)
+    noisy[::3, 0] = np.nan
+    dae = WindowedDenoisingAutoencoder(max_epochs=1, random_state=0, handle_missing="mask")
+    with pytest.warns(UserWarning, match=r"\['x0'\] never have 4 consecutive observed"):
+        dae.fit(noisy)
+    assert not dae.denoised_channels_[0] and dae.denoised_channels_[1:].all()
+    out = dae.reconstruct(noisy)
+    np.testing.assert_array_equal(out[:, 0], noisy[:, 0])  # passed through, gaps kept
+    assert not np.isnan(out[:, 1:]).any()
+
+
+def test_noise_estimate_ignores_missing_readings():
+    rng = np.random.default_rng(7)
+    t = np.arange(5000)
+    x = np.c_[np.sin(t / 30) + 0.1 * rng.normal(size=5000), 0.3 * rng.normal(size=5000)]
+    gappy, _ = _with_holes(x, 0.05, seed=8)
+    np.testing.assert_allclose(estimate_noise_std(gappy), estimate_noise_std(x), rtol=0.05)

@@ -151,6 +151,29 @@ def window_context(model) -> int:
     return int(final.width) - 1 if final is not None else 0
 
 
+def _refuse_missing(data, name: str) -> None:
+    """A DataValidationError naming the first missing reading (NaN), with the fix."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", np.exceptions.ComplexWarning)
+            values = np.asarray(data, dtype=np.float64)
+    except (TypeError, ValueError, np.exceptions.ComplexWarning):
+        return  # not real numbers: validate_data says what is wrong
+    if values.ndim != 2 or not np.isnan(values).any():
+        return
+    row, column = np.argwhere(np.isnan(values))[0]
+    channel = (repr(data.columns[column]) if isinstance(data, pd.DataFrame)
+               else f"{column} (0-based)")
+    where = (f"row {row} (index {data.index[row]!r})" if isinstance(data, pd.DataFrame)
+             else f"row {row}")
+    count = int(np.isnan(values).sum())
+    raise DataValidationError(
+        f"Channel {channel} has a missing reading (NaN) at {where}; {count} missing in all. "
+        f"Pass {name}(handle_missing='mask') to leave missing readings out of the model and "
+        "the scores, or fill them first (e.g. DataFrame.interpolate)."
+    )
+
+
 def series_column_of(model):
     """The column naming each row's series for a windowed model with one, else None.
 
@@ -295,6 +318,8 @@ class BaseWindowedDetector(SavedStateMixin, SharedParameters, CalibratedContribu
     def _prepare(self, X, *, reset: bool) -> _Prepared:
         data, times, codes, series = self._split_columns(X)
         masked = getattr(self, "handle_missing", "error") == "mask"
+        if not masked:
+            _refuse_missing(data, type(self).__name__)
         values = validate_data(self, data, reset=reset, dtype=np.float64, ensure_min_samples=1,
                                ensure_all_finite="allow-nan" if masked else True)
         segments, order = self._segments(times, len(values), codes, series)

@@ -409,7 +409,13 @@ def estimate_noise_std(values: np.ndarray, segments=None, order: int = 3) -> np.
     if not parts:
         return np.zeros(values.shape[1])
     diffs = np.concatenate(parts)
-    mad = np.median(np.abs(diffs - np.median(diffs, axis=0)), axis=0)
+    if np.isnan(diffs).any():  # a difference touching a missing reading is left out
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a channel never observed
+            mad = np.nanmedian(np.abs(diffs - np.nanmedian(diffs, axis=0)), axis=0)
+        # NaN stays: no order + 1 consecutive observed readings, so no estimate.
+    else:
+        mad = np.median(np.abs(diffs - np.median(diffs, axis=0)), axis=0)
     return 1.4826 * mad / np.sqrt(comb(2 * order, order))
 
 
@@ -517,6 +523,15 @@ class WindowedDenoisingAutoencoder(_WindowedNeuralDetector):
     stride, point_rule, threshold, standardize, slow_channels, time_column,
     series_column, gap_policy, max_gap_factor, device, random_state, verbose
         As in :class:`WindowedAutoencoder`.
+    handle_missing : {"error", "mask"}, default="error"
+        ``"error"``: a missing reading (NaN) raises, naming its channel and
+        row. ``"mask"``: the noise is estimated from the differences of
+        observed readings, the model is learnt from the windows without a
+        missing reading in a denoised channel, and :meth:`reconstruct` reads
+        a missing reading as the channel's mean and returns the model's value
+        there: the gap is filled from its neighbours in time and the other
+        channels. A missing reading of a channel passed through unchanged
+        stays missing. Infinities are always an error.
 
     Attributes
     ----------
@@ -557,7 +572,7 @@ class WindowedDenoisingAutoencoder(_WindowedNeuralDetector):
 
     _parameter_constraints: dict = {
         **without(_WindowedNeuralDetector._parameter_constraints,
-                  "latent_dim", "variational", "beta", "handle_missing"),
+                  "latent_dim", "variational", "beta"),
         "noise_level": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
         "min_noise_ratio": [Interval(Real, 0, 1, closed="left")],
         "hidden_size": [Interval(Integral, 0, None, closed="left")],
@@ -571,7 +586,7 @@ class WindowedDenoisingAutoencoder(_WindowedNeuralDetector):
                  early_stopping=True, validation_fraction=0.2, patience=5,
                  threshold="control_chart", standardize=True, slow_channels="keep", combine="sum",
                  time_column=None, series_column=None, gap_policy="split", max_gap_factor=3.0,
-                 device="cpu", random_state=None, verbose=0):
+                 device="cpu", random_state=None, verbose=0, handle_missing="error"):
         super().__init__(
             width=width, stride=stride, point_rule=point_rule, noise_level=noise_level,
             activation=activation, n_models=n_models, learning_rate=learning_rate,
@@ -580,7 +595,7 @@ class WindowedDenoisingAutoencoder(_WindowedNeuralDetector):
             patience=patience, threshold=threshold, standardize=standardize,
             slow_channels=slow_channels, combine=combine, time_column=time_column, series_column=series_column,
             gap_policy=gap_policy, max_gap_factor=max_gap_factor, device=device,
-            random_state=random_state, verbose=verbose,
+            random_state=random_state, verbose=verbose, handle_missing=handle_missing,
         )
         self.min_noise_ratio = min_noise_ratio
         self.hidden_size = hidden_size
@@ -615,13 +630,25 @@ class WindowedDenoisingAutoencoder(_WindowedNeuralDetector):
             ratio = estimate_noise_std(prepared.values, prepared.segments)
         else:
             ratio = np.full(n_channels, float(self.noise_level))
+        unknown = np.isnan(ratio)
+        if unknown.any():
+            names = [n for n, u in zip(self._channel_names(), unknown) if u]
+            warnings.warn(
+                f"{type(self).__name__}: channel(s) {names[:10]} never have 4 consecutive "
+                "observed readings, so their noise cannot be estimated; they are passed "
+                "through unchanged (set noise_level= to denoise them).", UserWarning,
+                stacklevel=4)
+            ratio = np.where(unknown, 0.0, ratio)
         # In standardised units a constant channel keeps its raw scale: not noise.
-        ratio = np.where(prepared.values.std(axis=0) > 0, ratio, 0.0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a channel never observed
+            spread = np.nan_to_num(np.nanstd(prepared.values, axis=0), nan=0.0)
+        ratio = np.where(spread > 0, ratio, 0.0)
         self.noise_ratio_ = ratio
         self.noise_std_ = ratio * self.scale_
         self.denoised_channels_ = ratio >= max(self.min_noise_ratio, 1e-12)
-        left = [name for name, keep in zip(self._channel_names(), self.denoised_channels_)
-                if not keep]
+        left = [name for name, keep, u in zip(self._channel_names(), self.denoised_channels_,
+                                              unknown) if not keep and not u]
         if left:
             warnings.warn(
                 f"{type(self).__name__}: the noise in channel(s) {left[:10]} is below "
@@ -639,6 +666,14 @@ class WindowedDenoisingAutoencoder(_WindowedNeuralDetector):
         from ..nets import resolve_device
 
         noisy = windows[:, :, self.denoised_channels_]
+        if np.isnan(noisy).any():  # handle_missing="mask": learn from complete windows only
+            complete = ~np.isnan(noisy).any(axis=(1, 2))
+            if not complete.any():
+                raise ValueError(
+                    f"Every {self.width}-step window of the training stream misses a reading "
+                    "in a channel to denoise, so there is no complete window to learn the "
+                    "noise from; use a smaller width or a stream with fewer missing readings.")
+            noisy = noisy[complete]
         self.blend_ = self.denoised_channels_.astype(np.float64)
         if noisy.shape[2] == 0:
             self.device_ = resolve_device(self.device)
@@ -683,9 +718,10 @@ class WindowedDenoisingAutoencoder(_WindowedNeuralDetector):
         shifted = self._reconstruct_rows(
             _Prepared(prepared.values + eps * probe, prepared.segments, prepared.index,
                       prepared.order))
-        div = (probe * (shifted - base))[first:].sum(axis=0) / eps
-        excess = ((base - prepared.values)[first:] ** 2).sum(axis=0)
-        n = n_rows - first
+        observed = ~np.isnan(prepared.values[first:])  # handle_missing="mask"
+        div = np.where(observed, (probe * (shifted - base))[first:], 0.0).sum(axis=0) / eps
+        excess = np.where(observed, (base - prepared.values)[first:] ** 2, 0.0).sum(axis=0)
+        n = observed.sum(axis=0)
         blend = np.clip((n - div) / np.maximum(excess, 1e-12), 0.0, 1.0)
         self.blend_ = np.where(noisy, blend, 0.0)
 
@@ -734,10 +770,16 @@ class WindowedDenoisingAutoencoder(_WindowedNeuralDetector):
         out = windows.copy()
         if self.nets_ and noisy.any():
             sub = windows[:, :, noisy]
-            model = super()._window_reconstruction(sub)
+            model = super()._window_reconstruction(sub)  # a missing reading is read as the mean
             blend = getattr(self, "blend_", np.ones(windows.shape[2]))[noisy]
-            out[:, :, noisy] = sub + blend * (model - sub)
+            # A missing reading has nothing to blend towards: the model's value fills it.
+            out[:, :, noisy] = np.where(np.isnan(sub), model, sub + blend * (model - sub))
         return out
+
+    def _make_net(self, n_channels: int, n_train: int, valid, **module_args):
+        net = super()._make_net(n_channels, n_train, valid, **module_args)
+        net.mask_missing = False  # windows with a missing reading never reach the net
+        return net
 
     def _keep_closed_form_if_better(self, windows, start) -> None:
         """Replace each trained net's module by the closed-form ``start`` if SURE prefers it.
