@@ -32,7 +32,11 @@ limit rules:
   ``previous_default``: the default before issue #17 (``max_epochs=100``),
   for reference; ``default_max``: the default with ``combine="max"``;
 - ``pca_rows``: PCA T^2 + Q on single rows (:class:`aepipe.sensor.WindowedPCA`,
-  ``width=1``); ``pca_w32``: the same on 32-row windows;
+  ``width=1``); ``pca_w32``: the same on 32-row windows. Both are aepipe
+  detectors and share its scaling rules (a two-valued channel scaled by its
+  step), so they gain from aepipe's own work; ``pca_w32_std`` is the PCA peer
+  at its textbook default: the same statistic on windows of channels
+  standardised by their standard deviation (SKAB's baseline scaling);
 - ``iforest``: scikit-learn's IsolationForest on standardised rows;
 - ``pyod_ae_w32``, ``pyod_ae_w60``: PyOD's AutoEncoder on flattened,
   standardised 32- and 60-row windows (a row takes the mean of the windows
@@ -128,6 +132,35 @@ class _Aepipe:
 
     def alarms(self, frame, scores):
         return scores > -self.model_.offset_
+
+
+class StandardisedWindowedPCA(_Aepipe):
+    """PCA T^2 + Q on windows of channels standardised by their standard deviation.
+
+    The PCA peer as SKAB's baseline and a textbook implementation scale it
+    (``StandardScaler``): the same T^2 + Q statistic and limit as aepipe's
+    :class:`~aepipe.sensor.WindowedPCA`, without aepipe's own scaling rules
+    (two-valued channels by their step).
+    """
+
+    def __init__(self, width):
+        super().__init__(None)
+        self.width = width
+
+    def fit(self, train):
+        from sklearn.preprocessing import StandardScaler
+
+        from aepipe.sensor import WindowedPCA
+
+        self.scaler_ = StandardScaler().fit(train.to_numpy(dtype=np.float64))
+        self.model_ = WindowedPCA(width=self.width, standardize=False).fit(self._scaled(train))
+        return self
+
+    def _scaled(self, frame):
+        return self.scaler_.transform(frame.to_numpy(dtype=np.float64))
+
+    def score(self, frame):
+        return -self.model_.score_samples(self._scaled(frame))
 
 
 class _Peer:
@@ -226,6 +259,7 @@ def make_detectors(seed: int) -> dict:
             random_state=seed, combine="max")),
         "pca_rows": lambda: _Aepipe(lambda: WindowedPCA(width=1)),
         "pca_w32": lambda: _Aepipe(lambda: WindowedPCA(width=32)),
+        "pca_w32_std": lambda: StandardisedWindowedPCA(32),
         "iforest": lambda: IForestRows(seed),
         "pyod_ae_w32": lambda: PyODWindowedAE(seed, 32),
         "pyod_ae_w60": lambda: PyODWindowedAE(seed, 60),
