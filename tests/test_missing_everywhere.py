@@ -213,6 +213,15 @@ def test_windowed_detectors_refuse_missing_values_by_default(make):
         fitted.score_samples(frame)
 
 
+@pytest.mark.parametrize("handle_missing", ["error", "mask"])
+def test_windowed_detectors_name_an_infinite_reading(handle_missing):
+    frame = pd.DataFrame(_stream(), columns=["flow", "pressure", "temp"])
+    frame.iloc[9, 2] = -np.inf
+    with pytest.raises(DataValidationError,
+                       match=r"Channel 'temp' has an infinite reading \(-inf\) at row 9"):
+        WindowedPCA(width=5, handle_missing=handle_missing).fit(frame)
+
+
 def test_windowed_denoiser_fills_gaps_with_mask():
     X, holes = _with_holes(_stream(), share=0.05)
     model = WindowedDenoisingAutoencoder(max_epochs=3, random_state=0, handle_missing="mask")

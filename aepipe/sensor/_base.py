@@ -151,26 +151,37 @@ def window_context(model) -> int:
     return int(final.width) - 1 if final is not None else 0
 
 
-def _refuse_missing(data, name: str) -> None:
-    """A DataValidationError naming the first missing reading (NaN), with the fix."""
+def _refuse_bad_readings(data, name: str, masked: bool) -> None:
+    """A DataValidationError naming the first infinite reading, or missing one (NaN)
+    unless ``masked``, with the fix."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", np.exceptions.ComplexWarning)
             values = np.asarray(data, dtype=np.float64)
     except (TypeError, ValueError, np.exceptions.ComplexWarning):
         return  # not real numbers: validate_data says what is wrong
-    if values.ndim != 2 or not np.isnan(values).any():
+    if values.ndim != 2:
         return
-    row, column = np.argwhere(np.isnan(values))[0]
+    infinite = np.isinf(values)
+    bad = infinite if masked else infinite | np.isnan(values)
+    if not bad.any():
+        return
+    row, column = np.argwhere(bad)[0]
     channel = (repr(data.columns[column]) if isinstance(data, pd.DataFrame)
                else f"{column} (0-based)")
     where = (f"row {row} (index {data.index[row]!r})" if isinstance(data, pd.DataFrame)
              else f"row {row}")
-    count = int(np.isnan(values).sum())
+    if infinite[row, column]:
+        raise DataValidationError(
+            f"Channel {channel} has an infinite reading ({values[row, column]}) at {where}; "
+            f"{int(infinite.sum())} infinite in all. A windowed detector needs finite "
+            "readings: replace them (e.g. by NaN with handle_missing='mask') or drop the rows."
+        )
     raise DataValidationError(
-        f"Channel {channel} has a missing reading (NaN) at {where}; {count} missing in all. "
-        f"Pass {name}(handle_missing='mask') to leave missing readings out of the model and "
-        "the scores, or fill them first (e.g. DataFrame.interpolate)."
+        f"Channel {channel} has a missing reading (NaN) at {where}; "
+        f"{int(np.isnan(values).sum())} missing in all. Pass {name}(handle_missing='mask') "
+        "to leave missing readings out of the model and the scores, or fill them first "
+        "(e.g. DataFrame.interpolate)."
     )
 
 
@@ -318,8 +329,7 @@ class BaseWindowedDetector(SavedStateMixin, SharedParameters, CalibratedContribu
     def _prepare(self, X, *, reset: bool) -> _Prepared:
         data, times, codes, series = self._split_columns(X)
         masked = getattr(self, "handle_missing", "error") == "mask"
-        if not masked:
-            _refuse_missing(data, type(self).__name__)
+        _refuse_bad_readings(data, type(self).__name__, masked)
         values = validate_data(self, data, reset=reset, dtype=np.float64, ensure_min_samples=1,
                                ensure_all_finite="allow-nan" if masked else True)
         segments, order = self._segments(times, len(values), codes, series)
