@@ -470,26 +470,26 @@ def _set_alarm_limit(model, *, contamination, threshold) -> None:
         raise click.UsageError(
             f"--{next(iter(wanted))} applies to a single pipeline, not a search config: set it "
             "in the config's grid or in the detector's params.")
+    (param, value), = wanted.items()
+    # The other parameter, and the value that leaves the limit to this one.
+    other, neutral = {"contamination": ("threshold", None),
+                      "threshold": ("contamination", "auto")}[param]
     name, detector = model.steps[-1]
-    for param, value in wanted.items():
-        if param not in detector.get_params(deep=False):
-            other = {"contamination": "--threshold", "threshold": "--contamination"}[param]
-            raise click.UsageError(
-                f"--{param} does not apply to {type(detector).__name__}; it takes {other}.")
-        if param == "threshold":
-            from ..thresholds._thresholds import _NAMED
+    params = detector.get_params(deep=False)
+    if param not in params:
+        raise click.UsageError(
+            f"--{param} does not apply to {type(detector).__name__}; it takes --{other}.")
+    if param == "threshold":
+        from ..thresholds._thresholds import _NAMED
 
-            if value not in _NAMED:
-                raise click.UsageError(
-                    f"--threshold {value!r} is not a threshold rule; choose from "
-                    f"{sorted(_NAMED)}.")
-        # The command line replaces the config's limit, whichever way the config set it.
-        other = {"contamination": ("threshold", None), "threshold": ("contamination", "auto")}
-        other_param, neutral = other[param]
-        params = {f"{name}__{param}": value}
-        if other_param in detector.get_params(deep=False):
-            params[f"{name}__{other_param}"] = neutral
-        model.set_params(**params)
+        if value not in _NAMED:
+            raise click.UsageError(
+                f"--threshold {value!r} is not a threshold rule; choose from {sorted(_NAMED)}.")
+    # The command line replaces the config's limit, whichever way the config set it.
+    update = {f"{name}__{param}": value}
+    if other in params:
+        update[f"{name}__{other}"] = neutral
+    model.set_params(**update)
 
 
 # ---------------------------------------------------------------- score / explain

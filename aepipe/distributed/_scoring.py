@@ -244,8 +244,7 @@ def _with_place(part: pd.DataFrame, partition_info=None) -> pd.DataFrame:
     return out
 
 
-def _score_series_partition(part: pd.DataFrame, scorer, dtypes: dict, id_column,
-                            series_column: str) -> pd.DataFrame:
+def _score_series_partition(part: pd.DataFrame, scorer, dtypes: dict, id_column) -> pd.DataFrame:
     """Score whole series: ``part``'s rows back in input order, each series scored entire."""
     part = part.sort_values([_PARTITION, _POSITION], kind="stable")
     part = part.drop(columns=[_PARTITION, _POSITION])
@@ -264,7 +263,7 @@ def _score_by_series(ddf, series_column: str, scorer, dtypes, id_column, meta):
     placed = ddf.map_partitions(_with_place, meta=_with_place(ddf._meta))
     grouped = placed.shuffle(on=series_column)
     return grouped.map_partitions(_score_series_partition, scorer, dtypes, id_column,
-                                  series_column, meta=meta, align_dataframes=False)
+                                  meta=meta, align_dataframes=False)
 
 
 def _infer_meta(scorer, ddf, id_column) -> pd.DataFrame:

@@ -151,26 +151,17 @@ def window_context(model) -> int:
     return int(final.width) - 1 if final is not None else 0
 
 
-def _refuse_bad_readings(data, name: str, masked: bool) -> None:
-    """A DataValidationError naming the first infinite reading, or missing one (NaN)
-    unless ``masked``, with the fix."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", np.exceptions.ComplexWarning)
-            values = np.asarray(data, dtype=np.float64)
-    except (TypeError, ValueError, np.exceptions.ComplexWarning):
-        return  # not real numbers: validate_data says what is wrong
-    if values.ndim != 2:
-        return
+def _refuse_bad_readings(values: np.ndarray, data, name: str, masked: bool) -> None:
+    """A DataValidationError naming the first infinite reading of ``values``, or missing
+    one (NaN) unless ``masked``, with the fix; ``data`` (the input) names rows and channels."""
     infinite = np.isinf(values)
     bad = infinite if masked else infinite | np.isnan(values)
     if not bad.any():
         return
     row, column = np.argwhere(bad)[0]
-    channel = (repr(data.columns[column]) if isinstance(data, pd.DataFrame)
-               else f"{column} (0-based)")
-    where = (f"row {row} (index {data.index[row]!r})" if isinstance(data, pd.DataFrame)
-             else f"row {row}")
+    frame = isinstance(data, pd.DataFrame)
+    channel = repr(data.columns[column]) if frame else f"{column} (0-based)"
+    where = f"row {row} (index {data.index[row]!r})" if frame else f"row {row}"
     if infinite[row, column]:
         raise DataValidationError(
             f"Channel {channel} has an infinite reading ({values[row, column]}) at {where}; "
@@ -329,9 +320,10 @@ class BaseWindowedDetector(SavedStateMixin, SharedParameters, CalibratedContribu
     def _prepare(self, X, *, reset: bool) -> _Prepared:
         data, times, codes, series = self._split_columns(X)
         masked = getattr(self, "handle_missing", "error") == "mask"
-        _refuse_bad_readings(data, type(self).__name__, masked)
+        # NaN and infinities are checked here, to name the channel and row of the first.
         values = validate_data(self, data, reset=reset, dtype=np.float64, ensure_min_samples=1,
-                               ensure_all_finite="allow-nan" if masked else True)
+                               ensure_all_finite=False)
+        _refuse_bad_readings(values, data, type(self).__name__, masked)
         segments, order = self._segments(times, len(values), codes, series)
         if order is not None:
             values = values[order]
