@@ -162,3 +162,87 @@ def test_tiny_data(n_rows):
 def test_latent_dims_length_must_match_n_estimators():
     with pytest.raises(ValueError, match=r"latent_dims=\(1, 2\) must hold n_estimators=3"):
         AutoencoderEnsemble(n_estimators=3, latent_dims=(1, 2)).fit(_data())
+
+
+# ------------------------------------------------------------- two-valued columns
+def _with_rare_flags(n=1000, seed=0):
+    """Three correlated Gaussian columns, then ten uninformative flags set 1 % of the time."""
+    rng = np.random.default_rng(seed)
+    signal = rng.normal(size=(n, 1))
+    gaussian = signal + 0.3 * rng.normal(size=(n, 3))
+    flags = (rng.random((n, 10)) < 0.01).astype(float)
+    return np.hstack([gaussian, flags])
+
+
+def test_two_valued_columns_are_found_with_their_levels():
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.normal(size=300), np.where(rng.random(300) < 0.2, 4.0, 1.0),
+                         np.full(300, 2.0), rng.integers(0, 3, 300)])
+    detector = AutoencoderEnsemble(**FAST).fit(X)
+    assert detector.two_valued_.tolist() == [1]
+    np.testing.assert_allclose(detector.two_valued_levels_, [[1.0, 4.0]], rtol=1e-6)
+    assert detector.two_valued_floor_ == pytest.approx(1 / 600)
+    for params in ({"two_valued": "gaussian"}, {"robust_scaling": False}):
+        assert AutoencoderEnsemble(**FAST, **params).fit(X).two_valued_.tolist() == []
+
+
+def test_a_set_rare_flag_costs_its_rarity_not_a_many_sigma_deviation():
+    # Under a Gaussian NLL a flag set 1 % of the time costs about 1 / (2 * 0.01) = 50
+    # nats when set, ten times a 3-sigma deviation; as a Bernoulli variable, -log 0.01.
+    X = _with_rare_flags()
+    typical = X[:1].copy()
+    typical[0, :3] = 0.0
+    two_flags = typical.copy()
+    two_flags[0, [3, 4]] = 1.0
+    off_structure = typical.copy()
+    off_structure[0, 0] = 4.0  # 4 sigma off the other two columns' common signal
+    for two_valued, flags_rank_first in (("bernoulli", False), ("gaussian", True)):
+        detector = AutoencoderEnsemble(two_valued=two_valued, **FAST).fit(X)
+        flags_score, structure_score = detector.anomaly_score(np.vstack([two_flags,
+                                                                         off_structure]))
+        assert bool(flags_score > structure_score) == flags_rank_first, two_valued
+
+
+def test_a_value_beyond_the_two_levels_scores_by_its_distance():
+    X = _with_rare_flags()
+    detector = AutoencoderEnsemble(**FAST).fit(X)
+    records = np.repeat(X[:1], 4, axis=0)
+    records[:, 5] = [0.0, 0.5, 3.0, 10.0]
+    scores = detector.anomaly_score(records)
+    assert np.isfinite(scores).all()
+    assert scores[0] < scores[1] < scores[2] < scores[3]
+
+
+def test_a_missing_two_valued_entry_adds_nothing():
+    X = _with_rare_flags()
+    X[5, 4] = np.nan
+    detector = AutoencoderEnsemble(handle_missing="mask", **FAST).fit(X)
+    assert 4 in detector.two_valued_
+    nll = detector.feature_nll(X[:10])
+    assert nll.iloc[5, 4] == 0.0 and (nll.iloc[[0, 1], 4] > 0).all()
+
+
+def test_two_valued_state_survives_save_load_and_partial_fit(tmp_path):
+    import aepipe
+
+    X = _with_rare_flags()
+    detector = AutoencoderEnsemble(**FAST).fit(X)
+    aepipe.save(detector, tmp_path / "model")
+    loaded = aepipe.load(tmp_path / "model")
+    np.testing.assert_array_equal(loaded.score_samples(X), detector.score_samples(X))
+    levels = detector.two_valued_levels_.copy()
+    detector.partial_fit(X[:300])
+    np.testing.assert_array_equal(detector.two_valued_levels_, levels)
+    assert detector.two_valued_.tolist() == list(range(3, 13))
+    # The flags stay 0 (low) and 1 (high) for the network after the update.
+    robust = detector._robust(detector.layout_.encode(X[:50]))
+    np.testing.assert_allclose(robust[:, 3:], X[:50, 3:], atol=1e-5)
+
+
+def test_a_model_saved_before_two_valued_scoring_still_scores():
+    X = _with_rare_flags()
+    detector = AutoencoderEnsemble(two_valued="gaussian", **FAST).fit(X)
+    expected = detector.score_samples(X)
+    for name in ("two_valued_", "two_valued_levels_", "two_valued_floor_"):
+        delattr(detector, name)
+    np.testing.assert_array_equal(detector.score_samples(X), expected)

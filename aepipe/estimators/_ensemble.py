@@ -30,6 +30,27 @@ _VARIANCE_FLOOR = 1e-3
 _CODE_SAMPLE = 50_000
 
 
+def _two_valued_nll(mean, target, noise_var, floor: float):
+    """Bernoulli NLL of two-valued columns scaled to 0 (low level) and 1 (high level).
+
+    ``mean`` (n_members, batch, k) is the members' reconstruction, trained by
+    squared error and so an estimate of P(high level | code); it is clipped
+    to ``[floor, 1 - floor]``. A value between the levels is scored as the
+    matching mixture of the two; one beyond them (unseen in training) as the
+    nearer level plus its distance beyond it under the column's Gaussian
+    noise (``noise_var``, (n_members, k)), so it stays the more unusual the
+    farther out it is. A missing entry (NaN) gets 0.
+    """
+    import torch
+
+    probability = mean.clamp(floor, 1.0 - floor)
+    level = target.clamp(0.0, 1.0)[None]
+    nll = -(level * torch.log(probability) + (1.0 - level) * torch.log1p(-probability))
+    nll = nll + 0.5 * (target[None] - level).pow(2) / noise_var[:, None, :]
+    return torch.where(torch.isnan(target)[None], torch.zeros((), dtype=nll.dtype,
+                                                              device=nll.device), nll)
+
+
 class AutoencoderEnsemble(StreamingMixin, BaseDetector):
     """Ensemble of small autoencoders with robust scaling and trimmed training.
 
@@ -44,6 +65,16 @@ class AutoencoderEnsemble(StreamingMixin, BaseDetector):
       (``sign(u) * (3 + log1p(|u| - 3))``). Heavy tails and the anomalies
       themselves then neither dominate the scaling nor the loss, while
       extreme values stay extreme (the map is monotone).
+    - **Two-valued columns are Bernoulli variables.** A numeric column with
+      exactly two values in the training data (a flag, a one-hot level, a
+      yes/no answer coded as numbers) is mapped to 0 and 1, and its score
+      term is the Bernoulli NLL of the members' reconstruction (trained by
+      squared error, so an estimate of the probability of the high level).
+      As a Gaussian column it was scaled by its mean absolute deviation and
+      scored by its squared error over the noise variance: a flag set with
+      probability ``p`` then cost about ``1 / (2 p)`` nats when set -- 50 for
+      a 1 % flag, where ``-log p`` is 4.6 -- so on a table with many rare
+      flags every normal record that had one set looked anomalous.
     - **Trimmed training.** The training data contains the anomalies. After a
       warm-up, each batch's ``trim_fraction`` share of worst-reconstructed
       records is left out of the loss (:class:`~aepipe.nets.TrimmedAutoencoderNet`),
@@ -94,6 +125,18 @@ class AutoencoderEnsemble(StreamingMixin, BaseDetector):
     robust_scaling : bool, default=True
         Median/IQR scaling with logarithmic tails (see above). ``False``
         keeps the mean/standard-deviation standardisation only.
+    two_valued : {"bernoulli", "gaussian"}, default="bernoulli"
+        How a numeric column with exactly two distinct values in the
+        training data is modelled (see above). ``"bernoulli"``: the low
+        value is 0 and the high one 1 for the members, and its score term is
+        the Bernoulli NLL of the reconstruction, clipped to probabilities in
+        ``[1 / (2 n), 1 - 1 / (2 n)]`` (``n`` training records); a value
+        between the two levels scores as the matching mixture, one beyond
+        them as the nearer level plus its distance under the column's
+        Gaussian noise. ``"gaussian"``: like any other numeric column (the
+        behaviour before 0.x). Needs ``robust_scaling``. Boolean and
+        categorical columns of a DataFrame are modelled by their kind
+        either way.
     trim_fraction : float in [0, 0.5], default=0.2
         Share of each batch's records, by largest loss, left out of the loss
         after the warm-up. 0 trains on the plain mean loss. The default is
@@ -143,6 +186,12 @@ class AutoencoderEnsemble(StreamingMixin, BaseDetector):
     latent_dims_ : tuple of int
     hidden_size_, batch_size_, max_epochs_ : int
     robust_center_, robust_scale_ : ndarray of shape (n_gaussian_columns,)
+    two_valued_ : ndarray of int
+        The Gaussian columns (indices among them) modelled as two-valued.
+    two_valued_levels_ : ndarray of shape (len(two_valued_), 2)
+        Their low and high values, in the input's units.
+    two_valued_floor_ : float
+        The smallest probability their score terms use, ``1 / (2 n)``.
     noise_var_ : ndarray of shape (n_estimators, n_gaussian_columns)
         Each member's noise variance per Gaussian column (robust-scaled units).
     code_center_, code_scale_ : ndarray of shape (n_estimators, max(latent_dims_))
@@ -190,6 +239,7 @@ feature_names_in_
         "latent_dims": [StrOptions({"auto"}), tuple, list],
         "activation": [StrOptions({"relu", "silu", "tanh", "elu"})],
         "robust_scaling": ["boolean"],
+        "two_valued": [StrOptions({"bernoulli", "gaussian"})],
         "trim_fraction": [Interval(Real, 0, 0.5, closed="both")],
         "warmup_fraction": [Interval(Real, 0, 1, closed="both")],
         "training_steps": [Interval(Integral, 1, None, closed="left")],
@@ -207,6 +257,7 @@ feature_names_in_
         latent_dims="auto",
         activation="relu",
         robust_scaling=True,
+        two_valued="bernoulli",
         trim_fraction=0.2,
         warmup_fraction=0.25,
         training_steps=200,
@@ -235,6 +286,7 @@ feature_names_in_
         self.latent_dims = latent_dims
         self.activation = activation
         self.robust_scaling = robust_scaling
+        self.two_valued = two_valued
         self.trim_fraction = trim_fraction
         self.warmup_fraction = warmup_fraction
         self.training_steps = training_steps
@@ -380,6 +432,36 @@ feature_names_in_
         self.robust_center_ = center
         # The IQR in standard-normal units; the mean absolute deviation where it is 0.
         self.robust_scale_ = spread_or_one(1e-6, (q3 - q1) / 1.349, mean_abs)
+        two_valued = getattr(self, "two_valued_", None)
+        if two_valued is not None and len(two_valued):
+            # 0 at the low level, 1 at the high one, in this fit's standardisation.
+            center = np.asarray(self.layout_.center, dtype=np.float64)[two_valued]
+            scale = np.asarray(self.layout_.scale, dtype=np.float64)[two_valued]
+            low, high = self.two_valued_levels_.T
+            self.robust_center_[two_valued] = (low - center) / scale
+            self.robust_scale_[two_valued] = (high - low) / scale
+
+    def _find_two_valued(self, Z: np.ndarray) -> None:
+        """``two_valued_``: the Gaussian columns with exactly two observed values in Z.
+
+        With their levels in the input's units (``two_valued_levels_``) and
+        the floor of their Bernoulli probabilities, ``1 / (2 n_samples)``
+        (``two_valued_floor_``). None are looked for with
+        ``two_valued="gaussian"`` or ``robust_scaling=False``.
+        """
+        found, levels = [], []
+        if self.two_valued == "bernoulli" and self.robust_scaling:
+            center = np.asarray(self.layout_.center, dtype=np.float64)
+            scale = np.asarray(self.layout_.scale, dtype=np.float64)
+            for k, position in enumerate(self.layout_.gaussian_positions):
+                values = Z[:, position]
+                observed = np.unique(values[~np.isnan(values)])
+                if len(observed) == 2:
+                    found.append(k)
+                    levels.append(center[k] + scale[k] * observed.astype(np.float64))
+        self.two_valued_ = np.asarray(found, dtype=np.int64)
+        self.two_valued_levels_ = np.asarray(levels, dtype=np.float64).reshape(-1, 2)
+        self.two_valued_floor_ = 0.5 / max(len(Z), 1)
 
     def _robust(self, Z: np.ndarray) -> np.ndarray:
         if not self.robust_scaling or not len(self.robust_center_):
@@ -436,6 +518,7 @@ feature_names_in_
 
         self.device_ = resolve_device(self.device)
         self._resolve_sizes(self.layout_.sizing_width, len(Z))
+        self._find_two_valued(Z)
         self._fit_robust_scaling(Z)
         tensor = torch.from_numpy(self._robust(Z)).to(self.device_)
         self.net_ = fit_net(
@@ -448,20 +531,26 @@ feature_names_in_
     def _likelihood_tensors(self):
         import torch
 
-        return tuple(torch.as_tensor(v, dtype=torch.float32, device=self.device_)
-                     for v in (self.noise_var_, self.code_center_, self.code_scale_))
+        tensors = tuple(torch.as_tensor(v, dtype=torch.float32, device=self.device_)
+                        for v in (self.noise_var_, self.code_center_, self.code_scale_))
+        # Models fitted before two-valued columns were scored as such have none.
+        two_valued = torch.as_tensor(getattr(self, "two_valued_", np.zeros(0, dtype=np.int64)),
+                                     dtype=torch.long, device=self.device_)
+        return (*tensors, two_valued, getattr(self, "two_valued_floor_", 0.0))
 
     @staticmethod
     def _member_terms(module, x, likelihood):
         """Per member: column NLLs (n_members, batch, n_columns) and code NLL (n_members, batch).
 
-        ``likelihood`` is ``(noise_var, code_center, code_scale)`` as tensors: the
-        Gaussian columns' NLL uses the per-column noise variance and the code
-        is scored under an axis-aligned Gaussian, both fitted per member.
+        ``likelihood`` is ``(noise_var, code_center, code_scale, two_valued,
+        floor)``: the Gaussian columns' NLL uses the per-column noise
+        variance, the two-valued ones' is Bernoulli (see
+        :meth:`_two_valued_nll`), and the code is scored under an
+        axis-aligned Gaussian, all fitted per member.
         """
         import torch
 
-        noise_var, code_center, code_scale = likelihood
+        noise_var, code_center, code_scale, two_valued, floor = likelihood
         output = module(x)
         columns = module.member_nll(output.params, x)
         gaussian = module.head.gaussian_cols
@@ -471,6 +560,11 @@ feature_names_in_
             columns = columns.index_copy(2, gaussian, (
                 half_sq / noise_var[:, None, :] + _HALF_LOG_2PI
                 + 0.5 * torch.log(noise_var)[:, None, :]))
+        if len(two_valued):
+            position = module.head.gaussian_pos[two_valued]
+            columns = columns.index_copy(2, gaussian[two_valued], _two_valued_nll(
+                output.params[:, :, position], x[:, position], noise_var[:, two_valued], floor,
+            ).to(columns.dtype))
         if getattr(module, "mask_missing", False):
             # handle_missing="mask": a missing entry adds nothing to the score.
             columns = columns * module.head.observed(x)[None].to(columns.dtype)
