@@ -239,10 +239,89 @@ def test_two_valued_state_survives_save_load_and_partial_fit(tmp_path):
     np.testing.assert_allclose(robust[:, 3:], X[:50, 3:], atol=1e-5)
 
 
-def test_a_model_saved_before_two_valued_scoring_still_scores():
-    X = _with_rare_flags()
-    detector = AutoencoderEnsemble(two_valued="gaussian", **FAST).fit(X)
+def test_a_model_saved_before_two_valued_and_point_mass_columns_still_scores():
+    X = np.hstack([_with_rare_flags(), _with_zero_inflated()[:, 3:]])
+    detector = AutoencoderEnsemble(two_valued="gaussian", point_mass="gaussian", **FAST).fit(X)
     expected = detector.score_samples(X)
-    for name in ("two_valued_", "two_valued_levels_", "two_valued_floor_"):
+    for name in ("two_valued_", "two_valued_levels_", "two_valued_floor_", "point_mass_",
+                 "point_mass_values_", "point_mass_spreads_"):
         delattr(detector, name)
     np.testing.assert_array_equal(detector.score_samples(X), expected)
+
+
+# ------------------------------------------------------------- point-mass columns
+def _with_zero_inflated(n=1000, seed=0):
+    """Three correlated Gaussian columns, then ten noise columns that are 0 in 98 % of records."""
+    rng = np.random.default_rng(seed)
+    signal = rng.normal(size=(n, 1))
+    gaussian = signal + 0.3 * rng.normal(size=(n, 3))
+    amounts = (rng.random((n, 10)) < 0.02) * rng.lognormal(0.0, 1.0, size=(n, 10))
+    return np.hstack([gaussian, amounts])
+
+
+def test_point_mass_columns_are_found_with_their_mass_and_spread():
+    rng = np.random.default_rng(0)
+    others = rng.normal(5.0, 2.0, size=300)
+    X = np.column_stack([rng.normal(size=300),
+                         np.where(rng.random(300) < 0.7, 0.0, others),   # 70 % at 0
+                         np.where(rng.random(300) < 0.4, 0.0, others),   # 40 %: no mass
+                         np.where(rng.random(300) < 0.7, 1.0, 3.0)])     # two-valued
+    detector = AutoencoderEnsemble(**FAST).fit(X)
+    assert detector.point_mass_.tolist() == [1] and detector.two_valued_.tolist() == [3]
+    assert detector.point_mass_values_ == pytest.approx([0.0], abs=1e-6)
+    # The spread of the values off the mass (IQR in standard-normal units), not of the column.
+    assert detector.point_mass_spreads_[0] == pytest.approx(2.0, rel=0.25)
+    for params in ({"point_mass": "gaussian"}, {"robust_scaling": False}):
+        assert AutoencoderEnsemble(**FAST, **params).fit(X).point_mass_.tolist() == []
+
+
+def test_a_value_off_a_point_mass_costs_its_distance_in_the_columns_own_spread():
+    # As a Gaussian column, a 2 % zero-inflated one has a noise variance of about 0.02 times
+    # its typical non-zero square, so every non-zero value costs about 1 / (2 * 0.02) nats.
+    X = _with_zero_inflated()
+    typical = X[:1].copy()
+    typical[0, :3] = 0.0
+    typical[0, 3:] = 0.0
+    two_amounts = typical.copy()
+    two_amounts[0, [3, 4]] = 1.0  # the median non-zero value of a log-normal(0, 1)
+    off_structure = typical.copy()
+    off_structure[0, 0] = 4.0
+    for point_mass, amounts_rank_first in (("masked", False), ("gaussian", True)):
+        detector = AutoencoderEnsemble(point_mass=point_mass, **FAST).fit(X)
+        amounts_score, structure_score = detector.anomaly_score(np.vstack([two_amounts,
+                                                                           off_structure]))
+        assert bool(amounts_score > structure_score) == amounts_rank_first, point_mass
+
+
+def test_a_record_on_the_point_mass_adds_nothing_for_that_column():
+    X = _with_zero_inflated()
+    detector = AutoencoderEnsemble(**FAST).fit(X)
+    assert detector.point_mass_.tolist() == list(range(3, 13))
+    nll = detector.feature_nll(X[:200]).to_numpy()
+    on_mass = X[:200, 3:] == 0.0
+    assert (nll[:, 3:][on_mass] == 0.0).all()
+    assert (nll[:, 3:][~on_mass] != 0.0).all()
+    far = X[:1].copy()
+    far[0, 3] = 50.0
+    assert detector.anomaly_score(far)[0] > np.percentile(detector.anomaly_score(X), 99)
+
+
+def test_point_mass_state_survives_save_load_partial_fit_and_missing_entries(tmp_path):
+    import aepipe
+
+    X = _with_zero_inflated()
+    detector = AutoencoderEnsemble(**FAST).fit(X)
+    aepipe.save(detector, tmp_path / "model")
+    np.testing.assert_array_equal(aepipe.load(tmp_path / "model").score_samples(X),
+                                  detector.score_samples(X))
+    values, spreads = detector.point_mass_values_.copy(), detector.point_mass_spreads_.copy()
+    detector.partial_fit(X[:300])
+    np.testing.assert_array_equal(detector.point_mass_values_, values)
+    np.testing.assert_array_equal(detector.point_mass_spreads_, spreads)
+    robust = detector._robust(detector.layout_.encode(X[:200]))
+    assert (np.abs(robust[:, 3:][X[:200, 3:] == 0.0]) <= 1e-6).all()
+    X[5, 4] = np.nan
+    masked = AutoencoderEnsemble(handle_missing="mask", **FAST).fit(X)
+    assert 4 in masked.point_mass_
+    nll = masked.feature_nll(X[:10])
+    assert nll.iloc[5, 4] == 0.0 and np.isfinite(nll.to_numpy()).all()

@@ -26,8 +26,18 @@ _TAIL_KNEE = 3.0
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 # A column's noise variance is at least this share of the member's mean over columns.
 _VARIANCE_FLOOR = 1e-3
+# A numeric column whose most frequent value holds at least this share of the training
+# records (and that takes three or more values) has a point mass (point_mass="masked").
+_POINT_MASS_SHARE = 0.5
+# Within this many off-mass spreads of the point mass, a value is on it.
+_ON_MASS = 1e-6
 # The code's median and IQR are estimated on at most this many training records.
 _CODE_SAMPLE = 50_000
+
+
+def _on_point_mass(robust_values):
+    """Which entries of point-mass columns, robust-scaled (the mass at 0), are on the mass."""
+    return robust_values.abs() <= _ON_MASS
 
 
 def _two_valued_nll(mean, target, noise_var, floor: float):
@@ -75,6 +85,18 @@ class AutoencoderEnsemble(StreamingMixin, BaseDetector):
       probability ``p`` then cost about ``1 / (2 p)`` nats when set -- 50 for
       a 1 % flag, where ``-log p`` is 4.6 -- so on a table with many rare
       flags every normal record that had one set looked anomalous.
+    - **A point mass is not noise.** A numeric column with three or more
+      values whose most frequent value holds at least half of the training
+      records (an amount that is usually 0, a count, a ReLU feature) is
+      centred on that value and scaled by the spread of the *other* values;
+      its score term is 0 on the point mass and, off it, the Gaussian NLL
+      with a noise variance estimated on the records off the mass. As an
+      ordinary Gaussian column its noise variance was dominated by the
+      exactly reconstructed point mass, so every value off it looked many
+      standard deviations out (again about ``1 / (2 p)`` nats for a column
+      off its mass in a share ``p`` of records). The price: a record *on*
+      the mass where the other columns suggest it should not be is not
+      scored for that column.
     - **Trimmed training.** The training data contains the anomalies. After a
       warm-up, each batch's ``trim_fraction`` share of worst-reconstructed
       records is left out of the loss (:class:`~aepipe.nets.TrimmedAutoencoderNet`),
@@ -133,10 +155,17 @@ class AutoencoderEnsemble(StreamingMixin, BaseDetector):
         ``[1 / (2 n), 1 - 1 / (2 n)]`` (``n`` training records); a value
         between the two levels scores as the matching mixture, one beyond
         them as the nearer level plus its distance under the column's
-        Gaussian noise. ``"gaussian"``: like any other numeric column (the
-        behaviour before 0.x). Needs ``robust_scaling``. Boolean and
-        categorical columns of a DataFrame are modelled by their kind
-        either way.
+        Gaussian noise. ``"gaussian"``: like any other numeric column (as
+        in aepipe 0.1.0). Needs ``robust_scaling``. Boolean and categorical
+        columns of a DataFrame are modelled by their kind either way.
+    point_mass : {"masked", "gaussian"}, default="masked"
+        How a numeric column with three or more values, one of which holds
+        at least half of the training records, is modelled (see above).
+        ``"masked"``: centred on that value, scaled by the robust spread of
+        the other values, and scored only off the mass (0 on it, within
+        ``1e-6`` of those spreads) with a noise variance estimated there.
+        ``"gaussian"``: like any other numeric column (as in aepipe 0.1.0).
+        Needs ``robust_scaling``.
     trim_fraction : float in [0, 0.5], default=0.2
         Share of each batch's records, by largest loss, left out of the loss
         after the warm-up. 0 trains on the plain mean loss. The default is
@@ -192,6 +221,11 @@ class AutoencoderEnsemble(StreamingMixin, BaseDetector):
         Their low and high values, in the input's units.
     two_valued_floor_ : float
         The smallest probability their score terms use, ``1 / (2 n)``.
+    point_mass_ : ndarray of int
+        The Gaussian columns (indices among them) with a point mass.
+    point_mass_values_, point_mass_spreads_ : ndarray of shape (len(point_mass_),)
+        Each one's point mass and the robust spread of its other values, in
+        the input's units.
     noise_var_ : ndarray of shape (n_estimators, n_gaussian_columns)
         Each member's noise variance per Gaussian column (robust-scaled units).
     code_center_, code_scale_ : ndarray of shape (n_estimators, max(latent_dims_))
@@ -240,6 +274,7 @@ feature_names_in_
         "activation": [StrOptions({"relu", "silu", "tanh", "elu"})],
         "robust_scaling": ["boolean"],
         "two_valued": [StrOptions({"bernoulli", "gaussian"})],
+        "point_mass": [StrOptions({"masked", "gaussian"})],
         "trim_fraction": [Interval(Real, 0, 0.5, closed="both")],
         "warmup_fraction": [Interval(Real, 0, 1, closed="both")],
         "training_steps": [Interval(Integral, 1, None, closed="left")],
@@ -258,6 +293,7 @@ feature_names_in_
         activation="relu",
         robust_scaling=True,
         two_valued="bernoulli",
+        point_mass="masked",
         trim_fraction=0.2,
         warmup_fraction=0.25,
         training_steps=200,
@@ -287,6 +323,7 @@ feature_names_in_
         self.activation = activation
         self.robust_scaling = robust_scaling
         self.two_valued = two_valued
+        self.point_mass = point_mass
         self.trim_fraction = trim_fraction
         self.warmup_fraction = warmup_fraction
         self.training_steps = training_steps
@@ -440,28 +477,53 @@ feature_names_in_
             low, high = self.two_valued_levels_.T
             self.robust_center_[two_valued] = (low - center) / scale
             self.robust_scale_[two_valued] = (high - low) / scale
+        point_mass = getattr(self, "point_mass_", None)
+        if point_mass is not None and len(point_mass):
+            # 0 on the point mass, the other values in units of their own spread.
+            center = np.asarray(self.layout_.center, dtype=np.float64)[point_mass]
+            scale = np.asarray(self.layout_.scale, dtype=np.float64)[point_mass]
+            self.robust_center_[point_mass] = (self.point_mass_values_ - center) / scale
+            self.robust_scale_[point_mass] = self.point_mass_spreads_ / scale
 
-    def _find_two_valued(self, Z: np.ndarray) -> None:
-        """``two_valued_``: the Gaussian columns with exactly two observed values in Z.
+    def _find_column_types(self, Z: np.ndarray) -> None:
+        """Find the Gaussian columns modelled otherwise: two-valued and point-mass ones.
 
-        With their levels in the input's units (``two_valued_levels_``) and
-        the floor of their Bernoulli probabilities, ``1 / (2 n_samples)``
-        (``two_valued_floor_``). None are looked for with
-        ``two_valued="gaussian"`` or ``robust_scaling=False``.
+        ``two_valued_``: exactly two observed values in Z, with their levels
+        in the input's units (``two_valued_levels_``) and the floor of their
+        Bernoulli probabilities, ``1 / (2 n_samples)`` (``two_valued_floor_``).
+        ``point_mass_``: three or more values, the most frequent holding at
+        least half of the observed ones, with that value
+        (``point_mass_values_``) and the robust spread of the others
+        (``point_mass_spreads_``), in the input's units. None are looked for
+        with ``robust_scaling=False``, nor with ``two_valued="gaussian"``
+        (``point_mass="gaussian"``) for their kind.
         """
-        found, levels = [], []
-        if self.two_valued == "bernoulli" and self.robust_scaling:
-            center = np.asarray(self.layout_.center, dtype=np.float64)
-            scale = np.asarray(self.layout_.scale, dtype=np.float64)
-            for k, position in enumerate(self.layout_.gaussian_positions):
-                values = Z[:, position]
-                observed = np.unique(values[~np.isnan(values)])
-                if len(observed) == 2:
-                    found.append(k)
-                    levels.append(center[k] + scale[k] * observed.astype(np.float64))
-        self.two_valued_ = np.asarray(found, dtype=np.int64)
+        two_valued, levels, point_mass, values, spreads = [], [], [], [], []
+        center = np.asarray(self.layout_.center, dtype=np.float64)
+        scale = np.asarray(self.layout_.scale, dtype=np.float64)
+        for k, position in enumerate(self.layout_.gaussian_positions if self.robust_scaling else ()):
+            column = Z[:, position]
+            observed, counts = np.unique(column[~np.isnan(column)], return_counts=True)
+            observed = observed.astype(np.float64)
+            if len(observed) == 2 and self.two_valued == "bernoulli":
+                two_valued.append(k)
+                levels.append(center[k] + scale[k] * observed)
+            elif (len(observed) > 2 and self.point_mass == "masked"
+                    and counts.max() >= _POINT_MASS_SHARE * counts.sum()):
+                mass = observed[counts.argmax()]
+                others = np.repeat(observed, np.where(observed == mass, 0, counts))
+                q1, q3 = np.percentile(others, [25, 75])
+                mean_abs = np.mean(np.abs(others - np.median(others))) * math.sqrt(math.pi / 2)
+                point_mass.append(k)
+                values.append(center[k] + scale[k] * mass)
+                spreads.append(scale[k] * float(spread_or_one(1e-6, np.array((q3 - q1) / 1.349),
+                                                              np.array(mean_abs))))
+        self.two_valued_ = np.asarray(two_valued, dtype=np.int64)
         self.two_valued_levels_ = np.asarray(levels, dtype=np.float64).reshape(-1, 2)
         self.two_valued_floor_ = 0.5 / max(len(Z), 1)
+        self.point_mass_ = np.asarray(point_mass, dtype=np.int64)
+        self.point_mass_values_ = np.asarray(values, dtype=np.float64)
+        self.point_mass_spreads_ = np.asarray(spreads, dtype=np.float64)
 
     def _robust(self, Z: np.ndarray) -> np.ndarray:
         if not self.robust_scaling or not len(self.robust_center_):
@@ -518,7 +580,7 @@ feature_names_in_
 
         self.device_ = resolve_device(self.device)
         self._resolve_sizes(self.layout_.sizing_width, len(Z))
-        self._find_two_valued(Z)
+        self._find_column_types(Z)
         self._fit_robust_scaling(Z)
         tensor = torch.from_numpy(self._robust(Z)).to(self.device_)
         self.net_ = fit_net(
@@ -534,23 +596,26 @@ feature_names_in_
         tensors = tuple(torch.as_tensor(v, dtype=torch.float32, device=self.device_)
                         for v in (self.noise_var_, self.code_center_, self.code_scale_))
         # Models fitted before two-valued columns were scored as such have none.
-        two_valued = torch.as_tensor(getattr(self, "two_valued_", np.zeros(0, dtype=np.int64)),
-                                     dtype=torch.long, device=self.device_)
-        return (*tensors, two_valued, getattr(self, "two_valued_floor_", 0.0))
+        none = np.zeros(0, dtype=np.int64)
+        two_valued, point_mass = (
+            torch.as_tensor(getattr(self, name, none), dtype=torch.long, device=self.device_)
+            for name in ("two_valued_", "point_mass_"))
+        return (*tensors, two_valued, getattr(self, "two_valued_floor_", 0.0), point_mass)
 
     @staticmethod
     def _member_terms(module, x, likelihood):
         """Per member: column NLLs (n_members, batch, n_columns) and code NLL (n_members, batch).
 
         ``likelihood`` is ``(noise_var, code_center, code_scale, two_valued,
-        floor)``: the Gaussian columns' NLL uses the per-column noise
-        variance, the two-valued ones' is Bernoulli (see
-        :meth:`_two_valued_nll`), and the code is scored under an
-        axis-aligned Gaussian, all fitted per member.
+        floor, point_mass)``: the Gaussian columns' NLL uses the per-column
+        noise variance, the two-valued ones' is Bernoulli (see
+        :func:`_two_valued_nll`), a point-mass column's is 0 on its point
+        mass, and the code is scored under an axis-aligned Gaussian, all
+        fitted per member.
         """
         import torch
 
-        noise_var, code_center, code_scale, two_valued, floor = likelihood
+        noise_var, code_center, code_scale, two_valued, floor, point_mass = likelihood
         output = module(x)
         columns = module.member_nll(output.params, x)
         gaussian = module.head.gaussian_cols
@@ -565,6 +630,12 @@ feature_names_in_
             columns = columns.index_copy(2, gaussian[two_valued], _two_valued_nll(
                 output.params[:, :, position], x[:, position], noise_var[:, two_valued], floor,
             ).to(columns.dtype))
+        if len(point_mass):
+            column = gaussian[point_mass]
+            on_mass = _on_point_mass(x[:, module.head.gaussian_pos[point_mass]])[None]
+            columns = columns.index_copy(2, column, torch.where(
+                on_mass, torch.zeros((), dtype=columns.dtype, device=columns.device),
+                columns[:, :, column]))
         if getattr(module, "mask_missing", False):
             # handle_missing="mask": a missing entry adds nothing to the score.
             columns = columns * module.head.observed(x)[None].to(columns.dtype)
@@ -582,20 +653,32 @@ feature_names_in_
         interquartile range (on at most ``_CODE_SAMPLE`` evenly spaced
         training records), so anomalies in the training data do not widen it.
         """
+        import torch
+
         gaussian = self.net_.module_.head.gaussian_cols
+        point_mass = torch.as_tensor(getattr(self, "point_mass_", np.zeros(0, dtype=np.int64)),
+                                     dtype=torch.long, device=self.device_)
 
         def residual_sums(module, x):
+            """Per member: the squared residuals and the records counted, per column."""
             columns = module.member_nll(module(x).params, x)[:, :, gaussian]
-            squares = 2.0 * (columns - _HALF_LOG_2PI)
+            counted = torch.ones_like(columns[:1])
             if getattr(module, "mask_missing", False):  # missing entries: no residual
-                squares = squares * module.head.observed(x)[None, :, gaussian].to(squares.dtype)
-            return squares.sum(dim=1)[None]
+                counted = counted * module.head.observed(x)[None, :, gaussian].to(counted.dtype)
+            if len(point_mass):  # a point-mass column: the records off the mass
+                off = ~_on_point_mass(x[:, module.head.gaussian_pos[point_mass]])
+                counted = counted.index_copy(2, point_mass, counted[:, :, point_mass]
+                                             * off[None].to(counted.dtype))
+            squares = 2.0 * (columns - _HALF_LOG_2PI) * counted
+            # (2, n_members, n_gaussian, 1): joined over batches along the last axis.
+            return torch.stack([squares.sum(dim=1),
+                                counted.sum(dim=1).expand(len(squares), -1)])[..., None]
 
         n_gaussian = len(gaussian)
-        # Mean over the records where each column is observed (all of them without NaN).
-        observed = (~np.isnan(Z[:, self.layout_.gaussian_positions])).sum(axis=0)
-        noise_var = (self._batches(Z, residual_sums).astype(np.float64).sum(axis=0)
-                     / np.maximum(observed, 1))
+        # Mean over the records counted for each column: where it is observed (all of
+        # them without NaN) and, for a point-mass column, off its point mass.
+        squares, counted = self._batches(Z, residual_sums, axis=3).astype(np.float64).sum(axis=3)
+        noise_var = squares / np.maximum(counted, 1)
         # A column reconstructed (almost) exactly must not turn rounding noise into scores.
         if n_gaussian:
             noise_var = np.maximum(noise_var, np.maximum(
