@@ -18,16 +18,18 @@ IsolationForest (``iforest``) and PyOD's KNN, LOF, ECOD, PCA, AutoEncoder,
 VAE and DIF (``pyod_*``, seeded where the class takes ``random_state``).
 Mean rank is computed per dataset over every detector in the table.
 
-Two-valued columns (``--flags``): the development tables have almost none
-(two in ``12_fault``), while tables in the wild are often full of them --
-one-hot levels, yes/no answers, indicator flags. ``--flags noise`` appends
-``max(8, d)`` flags to every table, each set independently of everything
-with a probability drawn log-uniformly from 0.2 % to 20 %; ``--flags
-indicators`` appends as many flags marking a rare value of a random
-column (above a training quantile drawn from 0.8 to 0.995), which carry
-the column's signal in coarse form. The flags are drawn per seed after the
-split, the same for every detector, and the results are stored under the
-dataset's name plus ``+noise`` or ``+indicators``.
+Column types the development tables lack (``--append``): they have almost
+no two-valued columns (two in ``12_fault``) and few mostly-zero ones, while
+tables in the wild are full of one-hot levels, yes/no answers, indicator
+flags and amounts that are usually 0. ``--append`` adds ``max(8, d)``
+columns to every table: ``flags``, each set independently of everything
+with a probability drawn log-uniformly from 0.2 % to 20 %; ``indicators``,
+each marking a rare value of a random column (above a training quantile
+drawn from 0.8 to 0.995), so they carry the column's signal in coarse
+form; ``zero-inflated``, 0 except with such a probability, then a
+log-normal amount. The columns are drawn per seed after the split, the
+same for every detector, and the results are stored under the dataset's
+name plus ``+flags``, ``+indicators`` or ``+zero-inflated``.
 
 Runs are resumable and mergeable: with ``--out results.csv`` every finished
 (dataset, detector, seed) is appended at once, and rows already in the file
@@ -39,7 +41,7 @@ Examples
 --------
     python pipelines/benchmark_adbench.py --half A --seeds 0 1 2 --out /tmp/adbench.csv
     python pipelines/benchmark_adbench.py --detectors default iforest --datasets 14_glass
-    python pipelines/benchmark_adbench.py --half A --seeds 0 --flags noise \
+    python pipelines/benchmark_adbench.py --half A --seeds 0 --append flags \
         --data-dir ../shared/data/adbench --out /tmp/adbench_flags.csv
     python pipelines/benchmark_adbench.py --half all --report-only --out /tmp/adbench.csv
 """
@@ -59,6 +61,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 DEFAULT_DATA = [SHARED / "adbench", SHARED / "adbench_cv"]
 MAX_ROWS = 30_000
+APPEND_KINDS = ("flags", "indicators", "zero-inflated")
 FIELDS = ["dataset", "detector", "seed", "auroc", "ap", "fit_s", "score_s"]
 
 
@@ -159,22 +162,24 @@ def split(X, y, seed):
     return train_test_split(X, y, test_size=0.3, stratify=y, random_state=seed)
 
 
-def add_flags(X_train, X_test, kind: str, seed: int):
-    """``(X_train, X_test)`` with ``max(8, d)`` two-valued 0/1 columns appended (see ``--flags``)."""
+def append_columns(X_train, X_test, kind: str, seed: int):
+    """``(X_train, X_test)`` with ``max(8, d)`` columns of ``kind`` appended (see ``--append``)."""
     rng = np.random.default_rng(seed)
     d = X_train.shape[1]
     m = max(8, d)
-    if kind == "noise":
+    if kind in ("flags", "zero-inflated"):
         rate = np.exp(rng.uniform(np.log(0.002), np.log(0.2), m))
-        flags = [(rng.random((len(X), m)) < rate).astype(np.float64) for X in (X_train, X_test)]
+        new = [(rng.random((len(X), m)) < rate).astype(np.float64) for X in (X_train, X_test)]
+        if kind == "zero-inflated":
+            new = [flags * rng.lognormal(0.0, 1.0, size=flags.shape) for flags in new]
     elif kind == "indicators":
         columns = rng.integers(0, d, m)
         level = rng.uniform(0.8, 0.995, m)
         cut = np.array([np.quantile(X_train[:, c], q) for c, q in zip(columns, level)])
-        flags = [(X[:, columns] > cut).astype(np.float64) for X in (X_train, X_test)]
+        new = [(X[:, columns] > cut).astype(np.float64) for X in (X_train, X_test)]
     else:
-        raise ValueError(f"Unknown flags kind {kind!r}; expected 'noise' or 'indicators'.")
-    return np.hstack([X_train, flags[0]]), np.hstack([X_test, flags[1]])
+        raise ValueError(f"Unknown column kind {kind!r}; expected one of {APPEND_KINDS}.")
+    return np.hstack([X_train, new[0]]), np.hstack([X_test, new[1]])
 
 
 def run_one(name, X_train, X_test, y_test, seed):
@@ -278,8 +283,8 @@ def main(argv=None):
                         help="dataset names (file stems) to run; default: all of the half")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for every detector (default 1)")
-    parser.add_argument("--flags", choices=["noise", "indicators"], default=None,
-                        help="append two-valued columns to every table (see the module docstring)")
+    parser.add_argument("--append", choices=APPEND_KINDS, default=None,
+                        help="append columns of this kind to every table (see the module docstring)")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
 
@@ -289,7 +294,7 @@ def main(argv=None):
         return 0
     if args.datasets:
         files = [(kind, f) for kind, f in files if f.stem in set(args.datasets)]
-    suffix = f"+{args.flags}" if args.flags else ""
+    suffix = f"+{args.append}" if args.append else ""
     names = [f.stem + suffix for _, f in files]
     folders = {f.stem + suffix: kind for kind, f in files}
 
@@ -311,8 +316,8 @@ def main(argv=None):
                 if all((dataset, name, seed) in done for name in args.detectors):
                     continue
                 X_train, X_test, _, y_test = split(X, y, seed)
-                if args.flags:
-                    X_train, X_test = add_flags(X_train, X_test, args.flags, seed)
+                if args.append:
+                    X_train, X_test = append_columns(X_train, X_test, args.append, seed)
                 for name in args.detectors:
                     if (dataset, name, seed) in done:
                         continue

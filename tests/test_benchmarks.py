@@ -21,23 +21,26 @@ def adbench():
     return _load("benchmark_adbench")
 
 
-@pytest.mark.parametrize("kind", ["noise", "indicators"])
-def test_add_flags_appends_two_valued_columns_drawn_per_seed(adbench, kind):
+@pytest.mark.parametrize("kind", ["flags", "indicators", "zero-inflated"])
+def test_append_columns_adds_columns_of_the_kind_drawn_per_seed(adbench, kind):
     rng = np.random.default_rng(0)
     X_train, X_test = rng.normal(size=(2000, 5)), rng.normal(size=(500, 5))
-    A_train, A_test = adbench.add_flags(X_train, X_test, kind, seed=3)
+    A_train, A_test = adbench.append_columns(X_train, X_test, kind, seed=3)
     assert A_train.shape == (2000, 13) and A_test.shape == (500, 13)
     np.testing.assert_array_equal(A_train[:, :5], X_train)
     np.testing.assert_array_equal(A_test[:, :5], X_test)
-    flags = A_train[:, 5:]
-    assert set(np.unique(flags)) == {0.0, 1.0}
+    flags = A_train[:, 5:] != 0
+    if kind == "zero-inflated":  # 0, or a log-normal amount
+        assert len(np.unique(A_train[:, 5:])) > 100 and (A_train[:, 5:] >= 0).all()
+    else:
+        assert set(np.unique(A_train[:, 5:])) == {0.0, 1.0}
     rates = flags.mean(axis=0)
     assert (rates <= 0.25).all() and (rates > 0).all()
-    again = adbench.add_flags(X_train, X_test, kind, seed=3)
+    again = adbench.append_columns(X_train, X_test, kind, seed=3)
     np.testing.assert_array_equal(again[0], A_train)
-    assert not np.array_equal(adbench.add_flags(X_train, X_test, kind, seed=4)[0], A_train)
+    assert not np.array_equal(adbench.append_columns(X_train, X_test, kind, seed=4)[0], A_train)
     if kind == "indicators":  # each flag marks a high value of one of the columns
-        assert all(any(X_train[flags[:, j] == 1, c].min() >= X_train[flags[:, j] == 0, c].max()
+        assert all(any(X_train[flags[:, j], c].min() >= X_train[~flags[:, j], c].max()
                        for c in range(5)) for j in range(8))
 
 
@@ -51,10 +54,10 @@ def test_flags_runs_are_stored_under_their_own_dataset_name(adbench, tmp_path, c
     X[:15] += 4.0
     np.savez(data / "toy.npz", X=X, y=y)
     out = tmp_path / "results.csv"
-    for flags in ([], ["--flags", "noise"]):
+    for flags in ([], ["--append", "flags"]):
         assert adbench.main(["--data-dir", str(data), "--seeds", "0", "--detectors", "iforest",
                              "--out", str(out), *flags]) == 0
     rows = adbench.read_rows(str(out))
-    assert sorted(r["dataset"] for r in rows) == ["toy", "toy+noise"]
+    assert sorted(r["dataset"] for r in rows) == ["toy", "toy+flags"]
     assert all(r["auroc"] > 0.8 for r in rows)
-    assert "toy+noise" in capsys.readouterr().out
+    assert "toy+flags" in capsys.readouterr().out
