@@ -186,23 +186,6 @@ def test_two_valued_columns_are_found_with_their_levels():
         assert AutoencoderEnsemble(**FAST, **params).fit(X).two_valued_.tolist() == []
 
 
-def test_a_set_rare_flag_costs_its_rarity_not_a_many_sigma_deviation():
-    # Under a Gaussian NLL a flag set 1 % of the time costs about 1 / (2 * 0.01) = 50
-    # nats when set, ten times a 3-sigma deviation; as a Bernoulli variable, -log 0.01.
-    X = _with_rare_flags()
-    typical = X[:1].copy()
-    typical[0, :3] = 0.0
-    two_flags = typical.copy()
-    two_flags[0, [3, 4]] = 1.0
-    off_structure = typical.copy()
-    off_structure[0, 0] = 4.0  # 4 sigma off the other two columns' common signal
-    for two_valued, flags_rank_first in (("bernoulli", False), ("gaussian", True)):
-        detector = AutoencoderEnsemble(two_valued=two_valued, **FAST).fit(X)
-        flags_score, structure_score = detector.anomaly_score(np.vstack([two_flags,
-                                                                         off_structure]))
-        assert bool(flags_score > structure_score) == flags_rank_first, two_valued
-
-
 def test_a_value_beyond_the_two_levels_scores_by_its_distance():
     X = _with_rare_flags()
     detector = AutoencoderEnsemble(**FAST).fit(X)
@@ -275,22 +258,26 @@ def test_point_mass_columns_are_found_with_their_mass_and_spread():
         assert AutoencoderEnsemble(**FAST, **params).fit(X).point_mass_.tolist() == []
 
 
-def test_a_value_off_a_point_mass_costs_its_distance_in_the_columns_own_spread():
-    # As a Gaussian column, a 2 % zero-inflated one has a noise variance of about 0.02 times
-    # its typical non-zero square, so every non-zero value costs about 1 / (2 * 0.02) nats.
-    X = _with_zero_inflated()
-    typical = X[:1].copy()
-    typical[0, :3] = 0.0
-    typical[0, 3:] = 0.0
-    two_amounts = typical.copy()
-    two_amounts[0, [3, 4]] = 1.0  # the median non-zero value of a log-normal(0, 1)
+@pytest.mark.parametrize("make_data, param, value, old_value", [
+    (_with_rare_flags, "two_valued", "bernoulli", "gaussian"),
+    (_with_zero_inflated, "point_mass", "masked", "gaussian"),
+])
+def test_leaving_a_usual_value_costs_its_rarity_not_a_many_sigma_deviation(
+        make_data, param, value, old_value):
+    # As a Gaussian column, one that leaves its usual value in a share p of records has a
+    # noise variance of about p times its typical departure squared, so every departure
+    # costs about 1 / (2 p) nats: 50 for p = 1 %, ten times a 3-sigma deviation.
+    X = make_data()
+    typical = np.zeros((1, X.shape[1]))
+    two_departures = typical.copy()
+    two_departures[0, [3, 4]] = 1.0  # two flags set / two median log-normal amounts
     off_structure = typical.copy()
-    off_structure[0, 0] = 4.0
-    for point_mass, amounts_rank_first in (("masked", False), ("gaussian", True)):
-        detector = AutoencoderEnsemble(point_mass=point_mass, **FAST).fit(X)
-        amounts_score, structure_score = detector.anomaly_score(np.vstack([two_amounts,
-                                                                           off_structure]))
-        assert bool(amounts_score > structure_score) == amounts_rank_first, point_mass
+    off_structure[0, 0] = 4.0  # 4 sigma off the other two columns' common signal
+    for setting, departures_rank_first in ((value, False), (old_value, True)):
+        detector = AutoencoderEnsemble(**{param: setting}, **FAST).fit(X)
+        departures, structure = detector.anomaly_score(np.vstack([two_departures,
+                                                                  off_structure]))
+        assert bool(departures > structure) == departures_rank_first, setting
 
 
 def test_a_record_on_the_point_mass_adds_nothing_for_that_column():
