@@ -595,7 +595,7 @@ feature_names_in_
 
         tensors = tuple(torch.as_tensor(v, dtype=torch.float32, device=self.device_)
                         for v in (self.noise_var_, self.code_center_, self.code_scale_))
-        # Models fitted before two-valued columns were scored as such have none.
+        # Models fitted before two-valued and point-mass columns were modelled have neither.
         none = np.zeros(0, dtype=np.int64)
         two_valued, point_mass = (
             torch.as_tensor(getattr(self, name, none), dtype=torch.long, device=self.device_)
