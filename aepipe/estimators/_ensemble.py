@@ -469,21 +469,21 @@ feature_names_in_
         self.robust_center_ = center
         # The IQR in standard-normal units; the mean absolute deviation where it is 0.
         self.robust_scale_ = spread_or_one(1e-6, (q3 - q1) / 1.349, mean_abs)
-        two_valued = getattr(self, "two_valued_", None)
-        if two_valued is not None and len(two_valued):
-            # 0 at the low level, 1 at the high one, in this fit's standardisation.
-            center = np.asarray(self.layout_.center, dtype=np.float64)[two_valued]
-            scale = np.asarray(self.layout_.scale, dtype=np.float64)[two_valued]
+        # Two-valued columns: 0 at the low level, 1 at the high one. Point-mass columns: 0 on
+        # the mass, the other values in units of their own spread. Both fixed at fit, in the
+        # input's units, and mapped into this fit's standardisation.
+        none = np.zeros(0, dtype=np.int64)
+        two_valued = getattr(self, "two_valued_", none)
+        point_mass = getattr(self, "point_mass_", none)
+        if len(two_valued) or len(point_mass):
+            columns = np.concatenate([two_valued, point_mass])
             low, high = self.two_valued_levels_.T
-            self.robust_center_[two_valued] = (low - center) / scale
-            self.robust_scale_[two_valued] = (high - low) / scale
-        point_mass = getattr(self, "point_mass_", None)
-        if point_mass is not None and len(point_mass):
-            # 0 on the point mass, the other values in units of their own spread.
-            center = np.asarray(self.layout_.center, dtype=np.float64)[point_mass]
-            scale = np.asarray(self.layout_.scale, dtype=np.float64)[point_mass]
-            self.robust_center_[point_mass] = (self.point_mass_values_ - center) / scale
-            self.robust_scale_[point_mass] = self.point_mass_spreads_ / scale
+            fixed_center = np.concatenate([low, self.point_mass_values_])
+            fixed_scale = np.concatenate([high - low, self.point_mass_spreads_])
+            center = np.asarray(self.layout_.center, dtype=np.float64)[columns]
+            scale = np.asarray(self.layout_.scale, dtype=np.float64)[columns]
+            self.robust_center_[columns] = (fixed_center - center) / scale
+            self.robust_scale_[columns] = fixed_scale / scale
 
     def _find_column_types(self, Z: np.ndarray) -> None:
         """Find the Gaussian columns modelled otherwise: two-valued and point-mass ones.
@@ -516,8 +516,8 @@ feature_names_in_
                 mean_abs = np.mean(np.abs(others - np.median(others))) * math.sqrt(math.pi / 2)
                 point_mass.append(k)
                 values.append(center[k] + scale[k] * mass)
-                spreads.append(scale[k] * float(spread_or_one(1e-6, np.array((q3 - q1) / 1.349),
-                                                              np.array(mean_abs))))
+                spread = spread_or_one(1e-6, np.array([(q3 - q1) / 1.349]), np.array([mean_abs]))
+                spreads.append(scale[k] * spread[0])
         self.two_valued_ = np.asarray(two_valued, dtype=np.int64)
         self.two_valued_levels_ = np.asarray(levels, dtype=np.float64).reshape(-1, 2)
         self.two_valued_floor_ = 0.5 / max(len(Z), 1)
