@@ -29,10 +29,43 @@ _VARIANCE_FLOOR = 1e-3
 # A numeric column whose most frequent value holds at least this share of the training
 # records (and that takes three or more values) has a point mass (point_mass="masked").
 _POINT_MASS_SHARE = 0.5
+# Columns examined together when looking for two-valued and point-mass ones.
+_KIND_BLOCK = 256
 # Within this many off-mass spreads of the point mass, a value is on it.
 _ON_MASS = 1e-6
 # The code's median and IQR are estimated on at most this many training records.
 _CODE_SAMPLE = 50_000
+
+
+def _column_kinds(values: np.ndarray):
+    """Per column of ``values`` (n, b), ignoring NaN: two-valued, its levels, point mass.
+
+    Returns ``(is_two, low, high, has_mass, mass)``: ``is_two`` where the
+    column takes exactly two values (``low`` < ``high``); ``has_mass`` where
+    it takes three or more and one of them, ``mass``, holds at least
+    ``_POINT_MASS_SHARE`` of the observed entries. A value holding half the
+    entries is one of the two middle order statistics, so only those are
+    counted.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a column never observed
+        observed = (~np.isnan(values)).sum(axis=0)
+        low, high = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+        if np.isnan(values).any():
+            middle = [np.nanpercentile(values, 50, axis=0, method=method)
+                      for method in ("lower", "higher")]
+        else:  # one selection pass per column for both middle order statistics
+            n = len(values)
+            kth = sorted({(n - 1) // 2, n // 2})
+            ordered = np.partition(np.ascontiguousarray(values.T), kth, axis=1)
+            middle = [ordered[:, (n - 1) // 2], ordered[:, n // 2]]
+    is_two = (low < high) & ((values == low).sum(axis=0) + (values == high).sum(axis=0)
+                             == observed)
+    counts = [(values == m).sum(axis=0) for m in middle]
+    mass = np.where(counts[0] >= counts[1], middle[0], middle[1])
+    has_mass = ((low < high) & ~is_two
+                & (np.maximum(*counts) >= _POINT_MASS_SHARE * np.maximum(observed, 1)))
+    return is_two, low, high, has_mass, mass
 
 
 def _on_point_mass(robust_values):
@@ -501,22 +534,24 @@ feature_names_in_
         two_valued, levels, point_mass, values, spreads = [], [], [], [], []
         center = np.asarray(self.layout_.center, dtype=np.float64)
         scale = np.asarray(self.layout_.scale, dtype=np.float64)
-        for k, position in enumerate(self.layout_.gaussian_positions if self.robust_scaling else ()):
-            column = Z[:, position]
-            observed, counts = np.unique(column[~np.isnan(column)], return_counts=True)
-            observed = observed.astype(np.float64)
-            if len(observed) == 2 and self.two_valued == "bernoulli":
+        positions = self.layout_.gaussian_positions if self.robust_scaling else []
+        # Vectorised over blocks of columns: each test is a pass over the rows (no sort).
+        for start in range(0, len(positions), _KIND_BLOCK):
+            block = Z[:, positions[start:start + _KIND_BLOCK]]
+            is_two, low, high, has_mass, mass = _column_kinds(block)
+            for j in np.flatnonzero(is_two if self.two_valued == "bernoulli" else []):
+                k = start + j
                 two_valued.append(k)
-                levels.append(center[k] + scale[k] * observed)
-            elif (len(observed) > 2 and self.point_mass == "masked"
-                    and counts.max() >= _POINT_MASS_SHARE * counts.sum()):
-                mass = observed[counts.argmax()]
-                others = np.repeat(observed, np.where(observed == mass, 0, counts))
+                levels.append(center[k] + scale[k] * np.array([low[j], high[j]], np.float64))
+            for j in np.flatnonzero(has_mass if self.point_mass == "masked" else []):
+                k = start + j
+                column = block[:, j]
+                others = column[~np.isnan(column) & (column != mass[j])].astype(np.float64)
                 q1, q3 = np.percentile(others, [25, 75])
                 mean_abs = np.mean(np.abs(others - np.median(others))) * math.sqrt(math.pi / 2)
-                point_mass.append(k)
-                values.append(center[k] + scale[k] * mass)
                 spread = spread_or_one(1e-6, np.array([(q3 - q1) / 1.349]), np.array([mean_abs]))
+                point_mass.append(k)
+                values.append(center[k] + scale[k] * float(mass[j]))
                 spreads.append(scale[k] * spread[0])
         self.two_valued_ = np.asarray(two_valued, dtype=np.int64)
         self.two_valued_levels_ = np.asarray(levels, dtype=np.float64).reshape(-1, 2)
