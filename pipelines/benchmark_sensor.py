@@ -15,7 +15,9 @@ Two benchmarks side by side (``../shared/data/README.md`` has both protocols):
   ``test`` row. Average precision of the row score (threshold-free); with the
   detector's alarm limit: event recall (labelled sequences with an alarm
   inside), alarm precision (alarm runs touching a labelled sequence), their
-  F1, and false-alarm runs per 10,000 normal rows.
+  F1, and false-alarm runs per 10,000 normal rows. Alarm precision pools
+  every stream's alarm runs, so a second table names each detector's
+  stream with the most false-alarm runs and its share of them.
 
 Halves (``--half``), fixed before any result was seen: in each folder the
 files sorted by name go to A, B, A, B, ... (the first to A; SKAB's numbered
@@ -338,6 +340,26 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     return per_seed.groupby("detector").mean(numeric_only=True).drop(columns="seed")
 
 
+def false_alarm_sources(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per detector: its false-alarm runs, and the stream that raised the most of them.
+
+    Alarm precision (and so event F1) pools the alarm runs of every stream,
+    so one stream whose normal test rows differ from its training rows can
+    decide it; this table shows whether it does (``worst_share``: that
+    stream's share of the detector's false-alarm runs). Runs are averaged
+    over seeds.
+    """
+    false_runs = (frame.assign(false_runs=frame.alarm_runs - frame.true_alarm_runs)
+                  .groupby(["detector", "stream"]).false_runs.mean())
+    rows = []
+    for detector, runs in false_runs.groupby(level="detector"):
+        runs = runs.droplevel("detector")
+        total = runs.sum()
+        rows.append({"detector": detector, "false_runs": total, "worst_stream": runs.idxmax(),
+                     "worst_runs": runs.max(), "worst_share": _ratio(runs.max(), total)})
+    return pd.DataFrame(rows).set_index("detector")
+
+
 def read_rows(path):
     if not path or not os.path.exists(path):
         return []
@@ -388,6 +410,10 @@ def report(rows, detectors, streams) -> None:
             print(f"\n{benchmark}: {len(done)} streams, seeds "
                   f"{sorted(part.seed.unique().tolist())}")
             print(table.to_string())
+            if benchmark == "smap":
+                sources = false_alarm_sources(part[part.stream.isin(done)])
+                print("\nsmap false-alarm runs: the stream with the most of them")
+                print(sources.loc[table.index].to_string())
 
 
 def main(argv=None) -> int:

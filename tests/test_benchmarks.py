@@ -61,3 +61,24 @@ def test_flags_runs_are_stored_under_their_own_dataset_name(adbench, tmp_path, c
     assert sorted(r["dataset"] for r in rows) == ["toy", "toy+flags"]
     assert all(r["auroc"] > 0.8 for r in rows)
     assert "toy+flags" in capsys.readouterr().out
+
+
+def test_false_alarm_sources_names_the_stream_that_raised_most_false_runs():
+    import pandas as pd
+
+    sensor = _load("benchmark_sensor")
+    frame = pd.DataFrame({
+        "detector": ["ae", "ae", "ae", "ae", "pca", "pca"],
+        "stream": ["s1", "s2", "s1", "s2", "s1", "s2"],
+        "seed": [0, 0, 1, 1, 0, 0],
+        "alarm_runs": [10, 2, 14, 2, 0, 0],
+        "true_alarm_runs": [1, 1, 1, 1, 0, 0],
+    })
+    sources = sensor.false_alarm_sources(frame)
+    # ae: s1 raises 9 and 13 false runs over the seeds (mean 11), s2 1: 11 of 12.
+    assert sources.loc["ae", "worst_stream"] == "s1"
+    assert sources.loc["ae", "false_runs"] == 12
+    assert sources.loc["ae", "worst_share"] == pytest.approx(11 / 12)
+    # No false alarms at all: no share to report.
+    assert sources.loc["pca", "false_runs"] == 0
+    assert np.isnan(sources.loc["pca", "worst_share"])
