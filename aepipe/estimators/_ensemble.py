@@ -156,9 +156,13 @@ class AutoencoderEnsemble(StreamingMixin, BaseDetector):
       prediction error Q).
     - **Sized from the data, trained by steps.** One hidden layer of
       ``clip(d, 16, 64)`` units; a fixed budget of ``training_steps``
-      gradient steps (epochs follow from the table's size), so training
-      cost hardly grows with the number of rows. All members are trained in
-      one batched skorch net (:class:`~aepipe.nets.EnsembleAutoencoderModule`).
+      gradient steps on batches of ``batch_size`` records (epochs follow
+      from the table's size), so training cost hardly grows with the number
+      of rows. Many small steps beat fewer large ones: 400 steps of 64
+      records gave a higher mean ROC-AUC and AP than 200 steps of up to 256
+      (see :func:`aepipe.make_default_detector`). All members are trained in
+      one batched skorch net (:class:`~aepipe.nets.EnsembleAutoencoderModule`)
+      by PyTorch's fused Adam.
 
     The anomaly score is the members' average normalised NLL: the
     per-column reconstruction terms (``feature_nll``) plus the code term
@@ -206,10 +210,12 @@ class AutoencoderEnsemble(StreamingMixin, BaseDetector):
         more than the true share only drops some hard normal records.
     warmup_fraction : float in [0, 1], default=0.25
         Share of ``training_steps`` trained on the untrimmed loss first.
-    training_steps : int, default=200
+    training_steps : int, default=400
         Gradient steps; ``max_epochs = ceil(training_steps / batches per epoch)``.
-    batch_size : int or "auto", default="auto"
-        ``"auto"``: ``clip(n_samples // 16, 32, 256)``.
+    batch_size : int or "auto", default=64
+        Records per gradient step (at most the number of training records).
+        ``"auto"``: ``clip(n_samples // 16, 32, 256)``, the default of aepipe
+        0.1.0 (with ``training_steps=200``).
     learning_rate : float, default=3e-3
         Adam's step size.
     weight_decay : float, default=1e-5
@@ -329,8 +335,8 @@ feature_names_in_
         point_mass="masked",
         trim_fraction=0.2,
         warmup_fraction=0.25,
-        training_steps=200,
-        batch_size="auto",
+        training_steps=400,
+        batch_size=64,
         learning_rate=3e-3,
         weight_decay=1e-5,
         feature_types=None,
@@ -598,6 +604,9 @@ feature_names_in_
             net_params={
                 "trim_fraction": self.trim_fraction,
                 "warmup_steps": int(self.warmup_fraction * self.training_steps),
+                # One kernel per step for all parameters: at 64 records a step, the
+                # per-tensor update loop was about a fifth of the training time on CPU.
+                "optimizer__fused": str(self.device_).split(":")[0] in ("cpu", "cuda"),
             },
             learning_rate=self.learning_rate, weight_decay=self.weight_decay,
             batch_size=self.batch_size_, max_epochs=self.max_epochs_, device=self.device_,

@@ -6,9 +6,17 @@ commit's :func:`aepipe.save`) next to this file::
 
     python tests/data/frozen/record.py            # every case
     python tests/data/frozen/record.py NAME ...   # only these (a new detector)
+    python tests/data/frozen/record.py --refit NAME ...
 
 The cases are small (a few epochs) so the test refits them in seconds.
 Recorded at commit c0ea045 (before the detector-core refactor of issue #14).
+
+``--refit`` is for a deliberate change of how a detector *trains*: it
+records what a fresh fit of the case gives now under ``NAME@refit``, which
+the refit test checks from then on, and leaves the case's model file and
+its outputs alone (scoring a saved model is unchanged, and the old file
+keeps proving it). Re-recorded so far: ``ensemble`` and ``default_mixed``,
+for the ensemble's fused Adam (issue #15).
 """
 
 from __future__ import annotations
@@ -87,25 +95,41 @@ def outputs(model, X) -> dict:
     return out
 
 
-def main(names=()):
+def main(names=(), refit=False):
     """Record ``names`` (every case when empty) into ``scores.npz``, keeping the others.
 
     A new public detector is recorded on its own (``record.py NAME``), so the
     outputs and model files of the existing ones stay those of the commit
-    that first recorded them.
+    that first recorded them. ``refit``: record fresh fits only, as
+    ``NAME@refit`` (see the module docstring).
     """
     import sys
 
     from aepipe import save
 
     names = list(names) or sys.argv[1:]
+    if names and names[0] == "--refit":
+        names, refit = names[1:], True
     data = inputs()
     all_cases = cases()
     unknown = set(names) - set(all_cases)
     if unknown:
         raise SystemExit(f"No case named {sorted(unknown)}; add it to cases() first.")
     path = HERE / "scores.npz"
+    if refit and not names:
+        raise SystemExit("--refit needs the names of the cases whose training changed.")
     recorded = dict(np.load(path)) if names and path.exists() else {}
+    if refit:
+        for name in names:
+            which, model = all_cases[name]
+            recorded = {k: v for k, v in recorded.items()
+                        if k.split("/", 1)[0] != f"{name}@refit"}
+            model.fit(data[which])
+            for key, value in outputs(model, data[which]).items():
+                recorded[f"{name}@refit/{key}"] = np.asarray(value)
+            print(f"{name}@refit", flush=True)
+        np.savez_compressed(path, **recorded)
+        return
     for name in names or all_cases:
         which, model = all_cases[name]
         recorded = {k: v for k, v in recorded.items() if k.split("/", 1)[0] != name}
