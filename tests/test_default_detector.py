@@ -23,6 +23,19 @@ def test_make_default_detector_returns_unfitted_ensemble_with_overrides():
     assert not hasattr(detector, "net_")
 
 
+def test_training_budget_is_a_number_of_small_steps():
+    # 400 steps of 64 records (issue #15): 300 rows make 5 batches an epoch, so 80 epochs.
+    detector = AutoencoderEnsemble(n_estimators=2, random_state=0).fit(_data(n=300))
+    assert (detector.batch_size_, detector.max_epochs_) == (64, 80)
+    assert len(detector.net_.history) == 80
+    assert detector.net_.optimizer_.defaults["fused"] is True
+    # A table smaller than a batch is one batch; "auto" keeps aepipe 0.1.0's rule.
+    assert AutoencoderEnsemble(**FAST).fit(_data(n=40)).batch_size_ == 40
+    legacy = AutoencoderEnsemble(batch_size="auto", training_steps=200, n_estimators=2,
+                                 random_state=0).fit(_data(n=300))
+    assert (legacy.batch_size_, legacy.max_epochs_) == (32, 20)
+
+
 def test_outlier_contract():
     X = _data()
     detector = AutoencoderEnsemble(contamination=0.1, **FAST).fit(X)
