@@ -1,13 +1,15 @@
 """The recommended default detector: AutoencoderEnsemble and TrimmedAutoencoderNet."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
 from aepipe import AutoencoderEnsemble, make_default_detector
-from aepipe.nets import EnsembleAutoencoderModule, TrimmedAutoencoderNet
+from aepipe.nets import DiscreteMarginalNLL, EnsembleAutoencoderModule, TrimmedAutoencoderNet
+from aepipe.nn import LikelihoodHead
 
 FAST = dict(n_estimators=3, training_steps=60, random_state=0)
 
@@ -163,6 +165,71 @@ def test_trimmed_net_trims_only_after_warmup_and_only_in_training():
     assert torch.allclose(net.get_loss(y_pred, x, training=True), untrimmed)  # warm-up step
     trimmed = net.get_loss(y_pred, x, training=True)
     assert trimmed < untrimmed / 10
+
+
+def test_trimmed_net_ranks_records_by_their_nll_in_excess_of_the_reference():
+    # Record 0 costs the most, but the reference says its values alone cost that much:
+    # with the reference it is kept and the next worst record is trimmed instead.
+    module_kwargs = dict(module__widths=[("gaussian", 1)] * 3, module__latent_dims=(1,),
+                         module__hidden_size=4)
+    x = torch.zeros(4, 3)
+    x[0], x[1] = 30.0, 10.0
+    reference = lambda target: torch.tensor([1e4, 0.0, 0.0, 0.0])  # noqa: E731
+    losses = {}
+    for name, ref in (("plain", None), ("reference", reference)):
+        net = TrimmedAutoencoderNet(EnsembleAutoencoderModule, trim_fraction=0.25,
+                                    trim_reference=ref, **module_kwargs).initialize()
+        torch.nn.init.zeros_(net.module_.weights[3])
+        torch.nn.init.zeros_(net.module_.biases[3])  # reconstructs every record as 0
+        per_record = net.record_nll(net.module_(x), x)[0]
+        losses[name] = net.get_loss(net.module_(x), x, training=True)
+        kept = per_record[[1, 2, 3]] if name == "plain" else per_record[[0, 2, 3]]
+        assert torch.allclose(losses[name], kept.mean())
+
+
+def test_discrete_marginal_nll_costs_each_value_by_its_training_frequency():
+    head = LikelihoodHead([("gaussian", 1), ("categorical", 3), ("bernoulli", 1),
+                           ("gaussian", 1)])
+    # Levels 0, 0, 0, 1 of the category; the flag set in 1 of 4; the last column is 0/1.
+    train = torch.tensor([[0.3, 1, 0, 0, 0, 0], [0.1, 1, 0, 0, 1, 0],
+                          [2.0, 1, 0, 0, 0, 1], [0.0, 0, 1, 0, 0, 0]])
+    reference = DiscreteMarginalNLL(head, [train], two_valued_positions=[5])
+    chunked = DiscreteMarginalNLL(head, train.split(3), two_valued_positions=[5])
+    records = torch.tensor([[9.0, 0, 1, 0, 1, 1], [9.0, 1, 0, 0, 0, 0],
+                            [9.0, 0, 0, 1, 0, 0], [np.nan] * 6])
+    expected = torch.tensor([
+        np.log(4) + np.log(4) + 0.5 * 0.75 ** 2,
+        -np.log(0.75) - np.log(0.75) + 0.5 * 0.25 ** 2,
+        np.log(8) - np.log(0.75) + 0.5 * 0.25 ** 2,  # a level never seen: frequency 1 / (2 n)
+        0.0,  # missing entries cost nothing
+    ], dtype=torch.float32)
+    assert torch.allclose(reference(records), expected)
+    assert torch.allclose(chunked(records), expected)
+
+
+def test_rare_levels_of_a_free_category_are_learnt_not_trimmed():
+    # Issue #16: a batch's worst records used to include every record holding a rare level
+    # of a category that no other column predicts, so the nets never learnt that level and
+    # gave it far less than its frequency; normal records holding it scored as anomalies.
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(600, 2))
+    X = pd.DataFrame(z @ rng.normal(size=(2, 4)) + 0.1 * rng.normal(size=(600, 4)),
+                     columns=list("abcd"))
+    X["tag"] = pd.Categorical(rng.choice(["common", "rare"], size=600, p=[0.95, 0.05]))
+    detector = AutoencoderEnsemble(n_estimators=3, training_steps=150, random_state=0).fit(X)
+    Z = detector._validate_input(X, reset=False)
+    with torch.no_grad():
+        params = detector.net_.module_(torch.from_numpy(detector._robust(Z))).params
+    (_, start, stop), = detector.net_.module_.head.categorical_groups
+    probability = torch.softmax(params[:, :, start:stop], dim=-1).mean(dim=0).numpy()
+    rare = (X["tag"] == "rare").to_numpy()
+    # Trimmed for their level alone, the records got 0.016 against a frequency of 0.038.
+    assert probability[rare, 1].mean() >= 0.75 * rare.mean()
+
+
+def test_numeric_tables_without_two_valued_columns_have_no_trimming_reference():
+    detector = AutoencoderEnsemble(**FAST).fit(_data())
+    assert detector.net_.trim_reference is None
 
 
 @pytest.mark.parametrize("n_rows", [1, 2, 5])

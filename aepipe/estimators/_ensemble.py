@@ -33,6 +33,8 @@ _POINT_MASS_SHARE = 0.5
 _KIND_BLOCK = 256
 # Within this many off-mass spreads of the point mass, a value is on it.
 _ON_MASS = 1e-6
+# Records per chunk when the training targets are summed for the trimming reference.
+_EXPAND_CHUNK = 4096
 # The code's median and IQR are estimated on at most this many training records.
 _CODE_SAMPLE = 50_000
 
@@ -133,7 +135,14 @@ class AutoencoderEnsemble(StreamingMixin, BaseDetector):
     - **Trimmed training.** The training data contains the anomalies. After a
       warm-up, each batch's ``trim_fraction`` share of worst-reconstructed
       records is left out of the loss (:class:`~aepipe.nets.TrimmedAutoencoderNet`),
-      so the model does not learn to reconstruct them.
+      so the model does not learn to reconstruct them. "Worst" is measured in
+      excess of what the record's discrete values (categories, booleans,
+      two-valued columns) cost under their training frequencies alone
+      (:class:`~aepipe.nets.DiscreteMarginalNLL`): a record holding a rare
+      level of a category no other column predicts is not trimmed for the
+      level alone. Trimmed for it, such records were never learnt, the nets
+      gave the level far less than its frequency, and normal records holding
+      one were flagged (issue #16).
     - **An ensemble over bottleneck sizes.** The right code size is unknown
       for a new table; the members' bottlenecks span a geometric grid from
       about ``d / 16`` to ``d / 2`` (``d`` input columns, at most 32), and
@@ -450,10 +459,12 @@ feature_names_in_
         rescale_gaussian_inputs(self.net_.module_, scale, shift)
         noise_var = np.asarray(self.noise_var_, dtype=np.float64) / scale**2
         tensor = torch.from_numpy(self._robust(Z)).to(self.device_)
-        # The warm-up on the untrimmed loss belongs to the first fit: trim from the start.
+        expand = one_hot_expander(self.layout_, self.device_)
+        # The warm-up on the untrimmed loss belongs to the first fit: trim from the start,
+        # against the discrete values' frequencies in this chunk.
         self.net_.train_steps_ = max(getattr(self.net_, "train_steps_", 0), self.net_.warmup_steps)
-        continue_training(self.net_, TensorDataset(
-            tensor, transform=one_hot_expander(self.layout_, self.device_)), epochs=epochs,
+        self.net_.trim_reference = self._trim_reference(tensor, expand)
+        continue_training(self.net_, TensorDataset(tensor, transform=expand), epochs=epochs,
             seed=member_seed(resolve_seed(self.random_state), self.n_samples_seen_),
             device=self.device_)
         previous = (noise_var, self.code_center_, self.code_scale_, self.score_scale_)
@@ -590,7 +601,7 @@ feature_names_in_
                              + self.robust_center_)
         return out.astype(np.float32)
 
-    def _make_net(self, n_samples: int):
+    def _make_net(self, n_samples: int, trim_reference=None):
         from ..nets import EnsembleAutoencoderModule, TrimmedAutoencoderNet, build_net
 
         return build_net(
@@ -604,6 +615,7 @@ feature_names_in_
             net_params={
                 "trim_fraction": self.trim_fraction,
                 "warmup_steps": int(self.warmup_fraction * self.training_steps),
+                "trim_reference": trim_reference,
                 # One kernel per step for all parameters: at 64 records a step, the
                 # per-tensor update loop was about a fifth of the training time on CPU.
                 "optimizer__fused": str(self.device_).split(":")[0] in ("cpu", "cuda"),
@@ -627,12 +639,36 @@ feature_names_in_
         self._find_column_types(Z)
         self._fit_robust_scaling(Z)
         tensor = torch.from_numpy(self._robust(Z)).to(self.device_)
+        expand = one_hot_expander(self.layout_, self.device_)
         self.net_ = fit_net(
-            self._make_net(len(Z)),
-            TensorDataset(tensor, transform=one_hot_expander(self.layout_, self.device_)),
+            self._make_net(len(Z), self._trim_reference(tensor, expand)),
+            TensorDataset(tensor, transform=expand),
             seed=resolve_seed(self.random_state), device=self.device_)
         self._fit_likelihood(Z)
         self._init_stream_state(Z)
+
+    def _trim_reference(self, tensor, expand):
+        """The trimmed loss's reference: what the discrete values cost by frequency alone.
+
+        A :class:`~aepipe.nets.DiscreteMarginalNLL` over the categorical,
+        boolean and two-valued columns (None when there are none): records
+        are trimmed by their NLL in excess of it, so a rare level the other
+        columns do not predict is learnt rather than left out.
+        """
+        import torch
+
+        from ..nets import DiscreteMarginalNLL
+        from ..nn import LikelihoodHead
+
+        head = LikelihoodHead(self.layout_.widths)
+        two_valued = getattr(self, "two_valued_", np.zeros(0, dtype=np.int64))
+        if not (head.categorical_groups or len(head.bernoulli_pos) or len(two_valued)):
+            return None
+        # Categories stored by index are expanded a chunk of records at a time.
+        chunks = (chunk if expand is None else expand(chunk)
+                  for chunk in tensor.split(_EXPAND_CHUNK))
+        positions = head.gaussian_pos[torch.as_tensor(two_valued, dtype=torch.long)]
+        return DiscreteMarginalNLL(head, chunks, positions.tolist()).to(self.device_)
 
     def _likelihood_tensors(self):
         import torch

@@ -14,7 +14,7 @@ from ._nets import (
     VariationalNet,
 )
 from ._pretrain import pretrain_layerwise
-from ._robust import EnsembleAutoencoderModule, TrimmedAutoencoderNet
+from ._robust import DiscreteMarginalNLL, EnsembleAutoencoderModule, TrimmedAutoencoderNet
 from ._stream import continue_training, rescale_gaussian_inputs
 from ._training import (
     fit_net,
@@ -29,6 +29,7 @@ __all__ = [
     "AutoencoderNet",
     "ContractiveNet",
     "DenoisingNet",
+    "DiscreteMarginalNLL",
     "DivergenceGuard",
     "EnsembleAutoencoderModule",
     "EpochProgressBar",

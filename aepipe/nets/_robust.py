@@ -24,7 +24,7 @@ from torch import nn
 from ..nn import AEOutput, LikelihoodHead
 from ._nets import AutoencoderNet
 
-__all__ = ["EnsembleAutoencoderModule", "TrimmedAutoencoderNet"]
+__all__ = ["DiscreteMarginalNLL", "EnsembleAutoencoderModule", "TrimmedAutoencoderNet"]
 
 # Above this many encoded inputs (categorical columns of thousands of categories) the
 # members' NLLs are computed one member at a time instead of on a copy of the target per
@@ -128,6 +128,81 @@ class EnsembleAutoencoderModule(nn.Module):
         return flat.reshape(n_members, batch, -1)
 
 
+class DiscreteMarginalNLL:
+    """What a record's discrete values cost under their training frequencies alone.
+
+    Per record (called on encoded targets (batch, n_encoded) -> (batch,)),
+    the sum over its categorical and Bernoulli columns of ``-log`` the
+    training frequency of the value it holds, plus, over its two-valued
+    numeric columns (0/1, trained by squared error), half the squared
+    distance of its value from the column's mean. It is what a model that
+    ignores every other column must pay for those values; a missing entry
+    (NaN) costs 0.
+
+    Used by :class:`TrimmedAutoencoderNet` to trim records by their NLL *in
+    excess* of it: a record holding a rare but legitimate level of a free
+    category, or a rarely set flag, is then not among a batch's "worst"
+    records merely because the level is rare. Trimmed for it, such records
+    were never learnt, the nets gave their levels far less than their
+    frequency, and normal records holding one scored as anomalous.
+
+    Parameters
+    ----------
+    head : aepipe.nn.LikelihoodHead
+        The column layout.
+    chunks : iterable of torch.Tensor of shape (rows, n_encoded)
+        The training targets (one-hot groups expanded), in one or more
+        chunks of records, so a wide expansion never exists all at once.
+    two_valued_positions : sequence of int, default=()
+        Encoded positions of numeric columns holding 0 and 1 only.
+    """
+
+    def __init__(self, head, chunks, two_valued_positions=()):
+        sums = torch.zeros(head.n_encoded, dtype=torch.float64)
+        observed = torch.zeros(head.n_encoded, dtype=torch.float64)
+        n_records = 0
+        for chunk in chunks:
+            chunk = chunk.detach().to("cpu", torch.float64)
+            sums += torch.nan_to_num(chunk).clamp(min=0.0).sum(dim=0)
+            observed += (~torch.isnan(chunk)).sum(dim=0)
+            n_records += len(chunk)
+        frequency = sums / observed.clamp(min=1.0)
+        floor = 0.5 / max(n_records, 1)
+        groups = [torch.arange(start, stop) for _, start, stop in head.categorical_groups]
+        categorical = torch.cat(groups) if groups else torch.zeros(0, dtype=torch.long)
+        bernoulli = head.bernoulli_pos.cpu()
+        two_valued = torch.as_tensor(list(two_valued_positions), dtype=torch.long)
+        p = frequency[bernoulli].clamp(floor, 1.0 - floor)
+        self.categorical_pos = categorical
+        self.categorical_cost = -torch.log(frequency[categorical].clamp(min=floor)).float()
+        self.bernoulli_pos = bernoulli
+        self.bernoulli_log_p = torch.log(p).float()
+        self.bernoulli_log_q = torch.log1p(-p).float()
+        self.two_valued_pos = two_valued
+        self.two_valued_mean = frequency[two_valued].float()
+
+    def to(self, device) -> DiscreteMarginalNLL:
+        """Move the tensors to ``device``; returns self."""
+        for name, value in vars(self).items():
+            setattr(self, name, value.to(device))
+        return self
+
+    def __call__(self, target: torch.Tensor) -> torch.Tensor:
+        """The cost per record, (batch,), of encoded targets (batch, n_encoded)."""
+        cost = target.new_zeros(len(target))
+        if len(self.categorical_pos):
+            levels = torch.nan_to_num(target[:, self.categorical_pos]).clamp(min=0.0)
+            cost = cost + levels @ self.categorical_cost
+        if len(self.bernoulli_pos):
+            value = target[:, self.bernoulli_pos]
+            nll = -(value * self.bernoulli_log_p + (1.0 - value) * self.bernoulli_log_q)
+            cost = cost + torch.nan_to_num(nll).sum(dim=1)
+        if len(self.two_valued_pos):
+            squared = 0.5 * (target[:, self.two_valued_pos] - self.two_valued_mean).pow(2)
+            cost = cost + torch.nan_to_num(squared).sum(dim=1)
+        return cost
+
+
 class TrimmedAutoencoderNet(AutoencoderNet):
     """Autoencoder net whose training loss ignores each batch's worst records.
 
@@ -138,18 +213,27 @@ class TrimmedAutoencoderNet(AutoencoderNet):
     :class:`EnsembleAutoencoderModule`, whose member losses are summed).
     Validation losses are not trimmed.
 
+    With a ``trim_reference`` (a :class:`DiscreteMarginalNLL`), records are
+    ranked for trimming by their NLL minus what their discrete values cost
+    under the training frequencies alone, so a rare level of a category the
+    other columns do not predict does not get a record trimmed; the loss
+    itself is unchanged.
+
     Parameters
     ----------
     trim_fraction : float in [0, 1), default=0.1
     warmup_steps : int, default=0
+    trim_reference : DiscreteMarginalNLL or None, default=None
     **kwargs
         As :class:`~aepipe.nets.AutoencoderNet`.
     """
 
-    def __init__(self, module, *args, trim_fraction=0.1, warmup_steps=0, **kwargs):
+    def __init__(self, module, *args, trim_fraction=0.1, warmup_steps=0, trim_reference=None,
+                 **kwargs):
         super().__init__(module, *args, **kwargs)
         self.trim_fraction = trim_fraction
         self.warmup_steps = warmup_steps
+        self.trim_reference = trim_reference
 
     def initialize(self):
         self.train_steps_ = 0
@@ -170,7 +254,13 @@ class TrimmedAutoencoderNet(AutoencoderNet):
             n_records = per_record.shape[-1]
             keep = n_records - int(self.trim_fraction * n_records)
             if self.train_steps_ > self.warmup_steps and 0 < keep < n_records:
-                per_record = per_record.topk(keep, dim=-1, largest=False, sorted=False).values
+                if self.trim_reference is None:
+                    per_record = per_record.topk(keep, dim=-1, largest=False,
+                                                 sorted=False).values
+                else:
+                    excess = per_record.detach() - self.trim_reference(y_true)
+                    kept = excess.topk(keep, dim=-1, largest=False, sorted=False).indices
+                    per_record = per_record.gather(-1, kept)
         loss = per_record.mean(dim=-1)
         if loss.dim():
             loss = loss.sum()
