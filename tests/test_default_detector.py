@@ -227,6 +227,21 @@ def test_rare_levels_of_a_free_category_are_learnt_not_trimmed():
     assert probability[rare, 1].mean() >= 0.75 * rare.mean()
 
 
+def test_trimming_reference_counts_categories_stored_by_index():
+    # More than 64 categories are stored by index and expanded a batch at a time; the
+    # reference is counted a chunk at a time from the same expansion.
+    rng = np.random.default_rng(0)
+    levels = [f"c{k}" for k in range(100)]
+    frame = pd.DataFrame({"x": rng.normal(size=3000),
+                          "many": pd.Categorical(rng.choice(levels, size=3000), levels)})
+    detector = AutoencoderEnsemble(**FAST).fit(frame)
+    reference = detector.net_.trim_reference
+    frequency = frame["many"].value_counts(normalize=True).reindex(levels).to_numpy()
+    assert len(reference.categorical_cost) == 100
+    np.testing.assert_allclose(reference.categorical_cost.numpy(), -np.log(frequency),
+                               rtol=1e-5)
+
+
 def test_numeric_tables_without_two_valued_columns_have_no_trimming_reference():
     detector = AutoencoderEnsemble(**FAST).fit(_data())
     assert detector.net_.trim_reference is None

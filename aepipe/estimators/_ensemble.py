@@ -34,7 +34,7 @@ _KIND_BLOCK = 256
 # Within this many off-mass spreads of the point mass, a value is on it.
 _ON_MASS = 1e-6
 # Records per chunk when the training targets are summed for the trimming reference.
-_EXPAND_CHUNK = 4096
+_EXPAND_CHUNK = 1024
 # The code's median and IQR are estimated on at most this many training records.
 _CODE_SAMPLE = 50_000
 

@@ -162,9 +162,9 @@ class DiscreteMarginalNLL:
         observed = torch.zeros(head.n_encoded, dtype=torch.float64)
         n_records = 0
         for chunk in chunks:
-            chunk = chunk.detach().to("cpu", torch.float64)
-            sums += torch.nan_to_num(chunk).clamp(min=0.0).sum(dim=0)
-            observed += (~torch.isnan(chunk)).sum(dim=0)
+            chunk = chunk.detach()
+            sums += torch.nan_to_num(chunk).clamp(min=0.0).sum(dim=0).to("cpu", torch.float64)
+            observed += (~torch.isnan(chunk)).sum(dim=0).to("cpu", torch.float64)
             n_records += len(chunk)
         frequency = sums / observed.clamp(min=1.0)
         floor = 0.5 / max(n_records, 1)
