@@ -74,6 +74,29 @@ def test_float_jitter_in_a_constant_column_is_no_surprise_but_a_real_change_is()
     assert surprise[1, 0] > 20
 
 
+def test_the_tail_prior_counts_as_one_more_exceedance():
+    rng = np.random.default_rng(0)
+    train = np.c_[np.zeros(300), 0.05 * rng.chisquare(1, 300)]
+    plain, shrunk = fit_column_surprise(train), fit_column_surprise(train, tail_prior=1.0)
+    values = train[:, 1]
+    above = values[values > np.quantile(values, 0.9)] - np.quantile(values, 0.9)
+    np.testing.assert_allclose(plain["tail_scale"][1], above.mean())
+    np.testing.assert_allclose(shrunk["tail_scale"][1], (above.sum() + 1.0) / (len(above) + 1))
+    # No exceedance at all (a feature that is 0 on every training record): the prior alone.
+    assert shrunk["tail_scale"][0] == 1.0 and plain["tail_scale"][0] < 1e-5
+
+
+def test_a_value_never_seen_in_training_grows_by_the_prior_not_by_a_million():
+    train = np.c_[np.zeros(300), np.random.default_rng(0).chisquare(1, 300)]
+    probe = np.array([[0.5, 0.0], [10.0, 0.0]])
+    calibration = fit_column_surprise(train, tail_prior=1.0)
+    surprise = column_surprise(probe, calibration["levels"], calibration["quantiles"],
+                               calibration["tail_scale"])[:, 0]
+    # Past every training record: at least ln(n), then one unit per unit of score.
+    np.testing.assert_allclose(surprise, [np.log(300), np.log(10) + 10.0])
+    assert _surprise(train, probe)[0, 0] > 1e4  # without the prior
+
+
 def test_missing_entries_score_zero_and_are_left_out_of_the_calibration():
     rng = np.random.default_rng(0)
     train = rng.chisquare(1, size=(500, 2))
@@ -114,6 +137,27 @@ def test_a_free_category_does_not_lead_on_normal_records():
     detector = Autoencoder(max_epochs=30, random_state=0).fit(train)
     assert _top_share(detector.feature_nll(test), "channel") > 0.9  # the raw NLL: always
     assert _top_share(detector.feature_scores(test), "channel") <= 2 / frame.shape[1]
+
+
+def test_a_feature_set_only_on_training_anomalies_does_not_swamp_the_explanation():
+    # An embedding feature (a ReLU output) that is 0 on every normal training record
+    # and set only on three training anomalies. Its calibration had no exceedance to
+    # fit a tail to, and a new record with the feature barely set got a surprise of
+    # a million, leading every explanation whatever else was wrong with the record.
+    X = _factor_table(600, 0)
+    X["relu"] = 0.0
+    X.loc[[10, 20, 30], "relu"] = [4.0, 5.0, 6.0]
+    detector = AutoencoderEnsemble(**ENSEMBLE).fit(X)
+    assert (detector.predict(X.loc[[10, 20, 30]]) == -1).all()
+    new = X.iloc[:4].copy()
+    new["relu"] = [0.5, 1.0, 2.0, 5.0]
+    new.loc[new.index[3], "a"] += 8.0  # and a record that is off in column a as well
+    surprise = detector.feature_scores(new)
+    n_calibration = np.exp(detector.feature_quantile_levels_[-1])
+    # Past everything seen on normal records: about ln(n), growing by the column's NLL.
+    assert (surprise["relu"] >= np.log(n_calibration) - 1e-9).all()
+    assert (surprise["relu"] < 25).all()
+    assert surprise.iloc[3].idxmax() == "a"
 
 
 @pytest.mark.parametrize("make", [

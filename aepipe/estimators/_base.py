@@ -135,8 +135,22 @@ class CalibratedContributionsMixin:
     Shared by the tabular and the windowed detectors.
     """
 
+    def _score_units_per_nat(self):
+        """One nat of a column's NLL in the units of its per-column scores, or None.
+
+        The column calibration's exponential tail is shrunk towards it
+        (:func:`~aepipe.scoring._explain.fit_column_surprise`'s ``tail_prior``).
+        Only a likelihood with each column's noise fitted (the ensemble's) has
+        a nat as its columns' natural tail scale; None -- the unit-variance
+        NLL of ``Autoencoder`` and ``PCADetector``, whose tail scale is the
+        column's residual variance, and the windowed mean squared errors --
+        keeps the mean exceedance alone.
+        """
+        return None
+
     def _fit_feature_calibration(self, train_scores: np.ndarray, observed=None) -> None:
-        calibration = fit_column_surprise(train_scores, observed)
+        calibration = fit_column_surprise(train_scores, observed,
+                                          tail_prior=self._score_units_per_nat())
         self.feature_quantile_levels_ = calibration["levels"]
         self.feature_quantiles_ = calibration["quantiles"]
         self.feature_tail_scale_ = calibration["tail_scale"]

@@ -818,6 +818,10 @@ feature_names_in_
     def _column_scores(self, Z: np.ndarray) -> np.ndarray:
         return self._scores(Z)[:, :-1]
 
+    def _score_units_per_nat(self) -> float:
+        # A column's score is the members' mean of its NLL over their score scales.
+        return float(np.mean(1.0 / self.score_scale_))
+
     def _anomaly_score_encoded(self, Z: np.ndarray) -> np.ndarray:
         return self._scores(Z).sum(axis=1)
 

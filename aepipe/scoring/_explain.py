@@ -15,9 +15,13 @@ training records, ``ln 10 = 2.3`` at the column's 90th percentile,
 ``ln 100 = 4.6`` at its 99th; beyond the 90th percentile the survival
 function is extended by an exponential fitted to the training exceedances
 (peaks over threshold), so values beyond anything seen in training keep
-growing. Every column's surprise follows the same distribution (Exp(1)) on
-records like the training ones, so a column with no signal is the top column
-of about 1/d of normal records, not of most of them.
+growing. For the default ensemble, whose column NLLs are in nats with each
+column's noise fitted, the tail's scale is shrunk towards one nat, as if the
+training records held one more exceedance of that size, so a column that
+(almost) never exceeds its 90th percentile on normal training records does
+not extrapolate from nothing. Every column's surprise follows the same
+distribution (Exp(1)) on records like the training ones, so a column with no
+signal is the top column of about 1/d of normal records, not of most of them.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ _RELATIVE_TOLERANCE = 1e-6
 
 
 def fit_column_surprise(train_scores: np.ndarray, observed: np.ndarray | None = None,
-                        max_rows: int = 20_000) -> dict:
+                        max_rows: int = 20_000, tail_prior=None) -> dict:
     """Learn each column's score distribution on the training records.
 
     Parameters
@@ -51,6 +55,17 @@ def fit_column_surprise(train_scores: np.ndarray, observed: np.ndarray | None = 
         Entries to learn from (missing entries score 0 and are left out).
     max_rows : int, default=20_000
         At most this many records, evenly spaced, are used.
+    tail_prior : float or ndarray of shape (n_columns,), or None
+        The scale the exponential tail is shrunk towards, counted as one
+        extra exceedance: the tail's scale is ``(sum of the exceedances +
+        tail_prior) / (their number + 1)``. The ``AutoencoderEnsemble``
+        passes one nat in its score's units (its columns' NLL uses their
+        fitted noise, and a nat is the tail scale of a well-specified
+        likelihood's NLL), so a column whose normal training records (almost)
+        never exceed their 90th percentile -- a feature that is 0 on every
+        one of them -- does not extrapolate from no data: a value off it
+        grows by one unit of surprise per nat of NLL instead of by a million.
+        None: the mean exceedance alone (the maximum-likelihood scale).
 
     Returns
     -------
@@ -71,6 +86,8 @@ def fit_column_surprise(train_scores: np.ndarray, observed: np.ndarray | None = 
     levels = np.linspace(0.0, np.log(max(n_rows, 2)), _SURPRISE_LEVELS)
     quantiles = np.empty((len(levels), n_columns))
     tail_scale = np.empty(n_columns)
+    prior = None if tail_prior is None else np.broadcast_to(
+        np.asarray(tail_prior, dtype=np.float64), (n_columns,))
     for j in range(n_columns):
         values = scores[:, j]
         values = values[np.isfinite(values)]
@@ -81,6 +98,8 @@ def fit_column_surprise(train_scores: np.ndarray, observed: np.ndarray | None = 
         threshold = np.quantile(values, 1.0 - _TAIL_SURVIVAL)
         above = values[values > threshold]
         tail_scale[j] = float(np.mean(above - threshold)) if len(above) else 0.0
+        if prior is not None:
+            tail_scale[j] = (tail_scale[j] * len(above) + prior[j]) / (len(above) + 1)
     tolerance = _RELATIVE_TOLERANCE * (1.0 + np.abs(quantiles).max(axis=0))
     return {"levels": levels, "quantiles": quantiles,
             "tail_scale": np.maximum(tail_scale, tolerance)}
