@@ -407,3 +407,65 @@ def test_point_mass_state_survives_save_load_partial_fit_and_missing_entries(tmp
     assert 4 in masked.point_mass_
     nll = masked.feature_nll(X[:10])
     assert nll.iloc[5, 4] == 0.0 and np.isfinite(nll.to_numpy()).all()
+
+
+# ------------------------------------------------------------- one-sided point masses
+def test_a_value_on_the_side_of_the_mass_no_training_value_took_costs_ln_k_plus_2():
+    # The amounts are 0 or positive: each of the k values off the mass lies above it,
+    # so by the rule of succession one below comes with probability 1 / (k + 2).
+    X = _with_zero_inflated()
+    X[0, 12] = -0.5  # one value below the mass: the last amount is two-sided
+    detector = AutoencoderEnsemble(**FAST).fit(X)
+    off = (X[:, 3:] != 0).sum(axis=0)
+    assert detector.point_mass_sides_.tolist() == [1] * 9 + [0]
+    assert detector.point_mass_off_counts_.tolist() == off.tolist()
+    np.testing.assert_allclose(detector._outside_support_nll(),
+                               np.r_[np.log(off[:9] + 2.0), 0.0])
+    probe = np.zeros((4, 13))
+    probe[:, :3] = X[1, :3]
+    probe[:, 3] = [1e-3, -1e-3, 0.0, 0.0]  # just off the mass, on either side of it
+    probe[:, 12] = [0.0, 0.0, 1e-3, -1e-3]
+    nll = detector.feature_nll(probe).to_numpy()
+    per_nat = np.mean(1.0 / detector.score_scale_)  # a column's score is NLL / score scale
+    assert nll[1, 3] - nll[0, 3] == pytest.approx(np.log(off[0] + 2.0) * per_nat, rel=0.05)
+    assert nll[3, 12] == pytest.approx(nll[2, 12], rel=0.05)
+
+
+def test_a_sign_error_in_a_non_negative_column_is_what_the_explanation_names():
+    X = _with_zero_inflated()
+    detector = AutoencoderEnsemble(**FAST).fit(X)
+    typical = np.median(X[X[:, 5] > 0, 5])
+    record = np.zeros((1, 13))
+    record[0, :3] = X[1, :3]
+    record[0, 5] = -typical  # an amount with its sign flipped
+    record[0, 0] += 0.6  # and a milder departure from the common signal (2 sigma)
+    scores = detector.feature_scores(record).iloc[0]
+    assert scores.to_numpy().argmax() == 5, scores.round(1).tolist()
+    mirrored = record.copy()
+    mirrored[0, 5] = typical  # the same amount with the right sign is usual off the mass
+    assert detector.feature_scores(mirrored).iloc[0, 5] < scores.iloc[5] - 1.0
+
+
+def test_partial_fit_counts_values_off_the_mass_and_a_value_beyond_makes_a_column_two_sided():
+    X = _with_zero_inflated()
+    detector = AutoencoderEnsemble(**FAST).fit(X)
+    counts = detector.point_mass_off_counts_.copy()
+    chunk = X[:300].copy()
+    chunk[7, 4] = -1.0
+    detector.partial_fit(chunk)
+    assert detector.point_mass_sides_.tolist() == [1, 0] + [1] * 8
+    np.testing.assert_array_equal(detector.point_mass_off_counts_,
+                                  counts + (chunk[:, 3:] != 0).sum(axis=0))
+    assert detector._outside_support_nll()[1] == 0.0
+
+
+def test_a_model_saved_before_one_sided_point_masses_were_scored_scores_as_it_did():
+    X = _with_zero_inflated()
+    detector = AutoencoderEnsemble(**FAST).fit(X)
+    below = X[:5].copy()
+    below[:, 3] = -1.0
+    with_support = detector.score_samples(below)
+    expected = detector.score_samples(X)
+    del detector.point_mass_sides_, detector.point_mass_off_counts_
+    np.testing.assert_array_equal(detector.score_samples(X), expected)
+    assert (detector.score_samples(below) > with_support).all()  # no longer penalised

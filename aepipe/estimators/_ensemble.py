@@ -131,7 +131,11 @@ class AutoencoderEnsemble(StreamingMixin, BaseDetector):
       standard deviations out (again about ``1 / (2 p)`` nats for a column
       off its mass in a share ``p`` of records). The price: a record *on*
       the mass where the other columns suggest it should not be is not
-      scored for that column.
+      scored for that column. When all ``k`` training values off the mass
+      lie on one side of it (a ReLU feature, an amount that is 0 or
+      positive), a value on the other side adds ``ln(k + 2)`` nats, the rule
+      of succession's odds against it: the symmetric Gaussian scored a sign
+      error no higher than the same amount with the right sign.
     - **Trimmed training.** The training data contains the anomalies. After a
       warm-up, each batch's ``trim_fraction`` share of worst-reconstructed
       records is left out of the loss (:class:`~aepipe.nets.TrimmedAutoencoderNet`),
@@ -454,6 +458,7 @@ feature_names_in_
         if self.robust_scaling:
             self.robust_center_ = blend(previous[0], self.robust_center_, weight_old, weight_new)
             self.robust_scale_ = blend(previous[1], self.robust_scale_, weight_old, weight_new)
+        self._update_point_mass_support(Z)
         center_new, scale_new = self._robust_affine()
         scale, shift = scale_new / scale_old, (center_new - center_old) / scale_old
         rescale_gaussian_inputs(self.net_.module_, scale, shift)
@@ -544,11 +549,14 @@ feature_names_in_
         ``point_mass_``: three or more values, the most frequent holding at
         least half of the observed ones, with that value
         (``point_mass_values_``) and the robust spread of the others
-        (``point_mass_spreads_``), in the input's units. None are looked for
+        (``point_mass_spreads_``), in the input's units; the side of the mass
+        the other values all lie on (``point_mass_sides_``: 1 above, -1
+        below, 0 both) and how many there are (``point_mass_off_counts_``),
+        for :meth:`_outside_support_nll`. None are looked for
         with ``robust_scaling=False``, nor with ``two_valued="gaussian"``
         (``point_mass="gaussian"``) for their kind.
         """
-        two_valued, levels, point_mass, values, spreads = [], [], [], [], []
+        two_valued, levels, point_mass, values, spreads, sides, counts = [], [], [], [], [], [], []
         center = np.asarray(self.layout_.center, dtype=np.float64)
         scale = np.asarray(self.layout_.scale, dtype=np.float64)
         positions = self.layout_.gaussian_positions if self.robust_scaling else []
@@ -570,12 +578,17 @@ feature_names_in_
                 point_mass.append(k)
                 values.append(center[k] + scale[k] * float(mass[j]))
                 spreads.append(scale[k] * spread[0])
+                above = int(np.count_nonzero(others > mass[j]))
+                sides.append(1 if above == len(others) else -1 if above == 0 else 0)
+                counts.append(len(others))
         self.two_valued_ = np.asarray(two_valued, dtype=np.int64)
         self.two_valued_levels_ = np.asarray(levels, dtype=np.float64).reshape(-1, 2)
         self.two_valued_floor_ = 0.5 / max(len(Z), 1)
         self.point_mass_ = np.asarray(point_mass, dtype=np.int64)
         self.point_mass_values_ = np.asarray(values, dtype=np.float64)
         self.point_mass_spreads_ = np.asarray(spreads, dtype=np.float64)
+        self.point_mass_sides_ = np.asarray(sides, dtype=np.int64)
+        self.point_mass_off_counts_ = np.asarray(counts, dtype=np.int64)
 
     def _robust(self, Z: np.ndarray) -> np.ndarray:
         if not self.robust_scaling or not len(self.robust_center_):
@@ -680,22 +693,58 @@ feature_names_in_
         two_valued, point_mass = (
             torch.as_tensor(getattr(self, name, none), dtype=torch.long, device=self.device_)
             for name in ("two_valued_", "point_mass_"))
-        return (*tensors, two_valued, getattr(self, "two_valued_floor_", 0.0), point_mass)
+        sides, outside = (torch.as_tensor(v, dtype=torch.float32, device=self.device_) for v in (
+            getattr(self, "point_mass_sides_", np.zeros(len(point_mass))),
+            self._outside_support_nll()))
+        return (*tensors, two_valued, getattr(self, "two_valued_floor_", 0.0), point_mass,
+                sides, outside)
+
+    def _outside_support_nll(self) -> np.ndarray:
+        """What a point-mass column's value on the side no training value took adds, in nats.
+
+        A column whose values off the mass all lie on one side of it (a ReLU
+        feature, an amount that is 0 or positive) has seen none of its ``k``
+        values off the mass on the other side; by the rule of succession the
+        next one lands there with probability ``1 / (k + 2)``, so a value
+        there adds ``ln(k + 2)`` to its Gaussian NLL. 0 for a column with
+        values on both sides, and for models fitted before this was scored.
+        """
+        if not hasattr(self, "point_mass_off_counts_"):
+            return np.zeros(len(getattr(self, "point_mass_", ())))
+        counts = np.asarray(self.point_mass_off_counts_, dtype=np.float64)
+        return np.where(np.asarray(self.point_mass_sides_) != 0, np.log(counts + 2.0), 0.0)
+
+    def _update_point_mass_support(self, Z: np.ndarray) -> None:
+        """``partial_fit``: count a chunk's values off the mass, and where they lie.
+
+        One on the side of the mass no earlier value took makes that column
+        two-sided (see :meth:`_outside_support_nll`).
+        """
+        if not len(getattr(self, "point_mass_off_counts_", ())):
+            return
+        positions = np.asarray(self.layout_.gaussian_positions)[self.point_mass_]
+        values = self._robust(Z)[:, positions]
+        off = ~np.isnan(values) & (np.abs(values) > _ON_MASS)
+        beyond = (off & (values * self.point_mass_sides_ < 0)).any(axis=0)
+        self.point_mass_sides_ = np.where(beyond, 0, self.point_mass_sides_)
+        self.point_mass_off_counts_ = self.point_mass_off_counts_ + off.sum(axis=0)
 
     @staticmethod
     def _member_terms(module, x, likelihood):
         """Per member: column NLLs (n_members, batch, n_columns) and code NLL (n_members, batch).
 
         ``likelihood`` is ``(noise_var, code_center, code_scale, two_valued,
-        floor, point_mass)``: the Gaussian columns' NLL uses the per-column
-        noise variance, the two-valued ones' is Bernoulli (see
+        floor, point_mass, sides, outside)``: the Gaussian columns' NLL uses
+        the per-column noise variance, the two-valued ones' is Bernoulli (see
         :func:`_two_valued_nll`), a point-mass column's is 0 on its point
-        mass, and the code is scored under an axis-aligned Gaussian, all
-        fitted per member.
+        mass and adds ``outside`` on the side of it no training value took
+        (``sides``; see :meth:`_outside_support_nll`), and the code is
+        scored under an axis-aligned Gaussian, all fitted per member.
         """
         import torch
 
-        noise_var, code_center, code_scale, two_valued, floor, point_mass = likelihood
+        noise_var, code_center, code_scale, two_valued, floor, point_mass, sides, outside = (
+            likelihood)
         output = module(x)
         columns = module.member_nll(output.params, x)
         gaussian = module.head.gaussian_cols
@@ -712,10 +761,13 @@ feature_names_in_
             ).to(columns.dtype))
         if len(point_mass):
             column = gaussian[point_mass]
-            on_mass = _on_point_mass(x[:, module.head.gaussian_pos[point_mass]])[None]
+            values = x[:, module.head.gaussian_pos[point_mass]]
+            on_mass = _on_point_mass(values)
+            # On the side of the mass no training value took (sides 0: never).
+            beyond = ((values * sides < 0) & ~on_mass).to(columns.dtype) * outside
             columns = columns.index_copy(2, column, torch.where(
-                on_mass, torch.zeros((), dtype=columns.dtype, device=columns.device),
-                columns[:, :, column]))
+                on_mass[None], torch.zeros((), dtype=columns.dtype, device=columns.device),
+                columns[:, :, column] + beyond[None]))
         if getattr(module, "mask_missing", False):
             # handle_missing="mask": a missing entry adds nothing to the score.
             columns = columns * module.head.observed(x)[None].to(columns.dtype)
