@@ -458,12 +458,13 @@ feature_names_in_
         if self.robust_scaling:
             self.robust_center_ = blend(previous[0], self.robust_center_, weight_old, weight_new)
             self.robust_scale_ = blend(previous[1], self.robust_scale_, weight_old, weight_new)
-        self._update_point_mass_support(Z)
+        robust = self._robust(Z)
+        self._update_point_mass_support(robust)
         center_new, scale_new = self._robust_affine()
         scale, shift = scale_new / scale_old, (center_new - center_old) / scale_old
         rescale_gaussian_inputs(self.net_.module_, scale, shift)
         noise_var = np.asarray(self.noise_var_, dtype=np.float64) / scale**2
-        tensor = torch.from_numpy(self._robust(Z)).to(self.device_)
+        tensor = torch.from_numpy(robust).to(self.device_)
         expand = one_hot_expander(self.layout_, self.device_)
         # The warm-up on the untrimmed loss belongs to the first fit: trim from the start,
         # against the discrete values' frequencies in this chunk.
@@ -714,16 +715,17 @@ feature_names_in_
         counts = np.asarray(self.point_mass_off_counts_, dtype=np.float64)
         return np.where(np.asarray(self.point_mass_sides_) != 0, np.log(counts + 2.0), 0.0)
 
-    def _update_point_mass_support(self, Z: np.ndarray) -> None:
+    def _update_point_mass_support(self, robust: np.ndarray) -> None:
         """``partial_fit``: count a chunk's values off the mass, and where they lie.
 
-        One on the side of the mass no earlier value took makes that column
-        two-sided (see :meth:`_outside_support_nll`).
+        ``robust`` is the chunk after :meth:`_robust`. One value on the side
+        of the mass no earlier value took makes that column two-sided (see
+        :meth:`_outside_support_nll`).
         """
         if not len(getattr(self, "point_mass_off_counts_", ())):
             return
         positions = np.asarray(self.layout_.gaussian_positions)[self.point_mass_]
-        values = self._robust(Z)[:, positions]
+        values = robust[:, positions]
         off = ~np.isnan(values) & (np.abs(values) > _ON_MASS)
         beyond = (off & (values * self.point_mass_sides_ < 0)).any(axis=0)
         self.point_mass_sides_ = np.where(beyond, 0, self.point_mass_sides_)

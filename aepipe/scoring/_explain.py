@@ -96,10 +96,11 @@ def fit_column_surprise(train_scores: np.ndarray, observed: np.ndarray | None = 
             continue
         quantiles[:, j] = np.quantile(values, 1.0 - np.exp(-levels))
         threshold = np.quantile(values, 1.0 - _TAIL_SURVIVAL)
-        above = values[values > threshold]
-        tail_scale[j] = float(np.mean(above - threshold)) if len(above) else 0.0
-        if prior is not None:
-            tail_scale[j] = (tail_scale[j] * len(above) + prior[j]) / (len(above) + 1)
+        excess = values[values > threshold] - threshold
+        if prior is not None:  # one more exceedance, of the prior's size
+            tail_scale[j] = (excess.sum() + prior[j]) / (len(excess) + 1)
+        else:
+            tail_scale[j] = excess.mean() if len(excess) else 0.0
     tolerance = _RELATIVE_TOLERANCE * (1.0 + np.abs(quantiles).max(axis=0))
     return {"levels": levels, "quantiles": quantiles,
             "tail_scale": np.maximum(tail_scale, tolerance)}
