@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["floor_variances", "scale_or_one", "spread_or_one", "standardization"]
+__all__ = ["floor_variances", "scale_or_one", "spread_or_one", "standardization",
+           "two_valued_columns", "two_valued_step"]
 
 # Deviations below ~1e-154 square to subnormal or zero floats: a standard deviation
 # this small is recomputed from deviations divided by their largest magnitude.
@@ -138,6 +139,21 @@ def floor_variances(variances) -> np.ndarray:
     return np.maximum(variances, max(1e-12, 1e-9 * float(variances.max(initial=0.0))))
 
 
+def two_valued_columns(values: np.ndarray) -> np.ndarray:
+    """Which columns take exactly two distinct values (missing entries ignored).
+
+    A command flag, an on/off state, a two-position valve.
+
+    Examples
+    --------
+    >>> two_valued_columns(np.array([[0.0, 1.5, 2.0], [1.0, 2.5, 2.0], [0.0, 0.5, np.nan]]))
+    array([ True, False, False])
+    """
+    raw = np.asarray(values, dtype=np.float64)
+    return np.array([len(np.unique(raw[:, j][~np.isnan(raw[:, j])])) == 2
+                     for j in range(raw.shape[1])], dtype=bool)
+
+
 def two_valued_step(values: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """``scale`` with each two-valued column's replaced by its step (high - low).
 
@@ -156,8 +172,7 @@ def two_valued_step(values: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """
     raw = np.asarray(values, dtype=np.float64)
     scale = np.array(scale, dtype=np.float64)
-    for j in range(raw.shape[1]):
+    for j in np.flatnonzero(two_valued_columns(raw)):
         levels = np.unique(raw[:, j][~np.isnan(raw[:, j])])
-        if len(levels) == 2:
-            scale[j] = levels[1] - levels[0]
+        scale[j] = levels[1] - levels[0]
     return scale

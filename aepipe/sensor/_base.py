@@ -14,7 +14,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._compat import HasMethods, Interval, StrOptions, validate_data
 from .._saved_state import SavedStateMixin
-from .._standardize import standardization, two_valued_step
+from .._standardize import standardization, two_valued_columns, two_valued_step
 from ..estimators._base import (
     CalibratedContributionsMixin,
     OutlierContractMixin,
@@ -237,9 +237,9 @@ class BaseWindowedDetector(SavedStateMixin, SharedParameters, CalibratedContribu
 
     The parameters every windowed detector takes (``width``, ``stride``,
     ``point_rule``, ``time_column``, ``series_column``, ``gap_policy``,
-    ``max_gap_factor``, ``slow_channels``, ``combine``) are declared here and those
-    shared with the tabular detectors in :class:`SharedParameters`; a
-    subclass drops the ones it does not take. ``threshold`` is required here
+    ``max_gap_factor``, ``slow_channels``, ``combine``, ``context_channels``) are
+    declared here and those shared with the tabular detectors in
+    :class:`SharedParameters`; a subclass drops the ones it does not take. ``threshold`` is required here
     (no ``contamination`` to derive it from).
     """
 
@@ -255,6 +255,7 @@ class BaseWindowedDetector(SavedStateMixin, SharedParameters, CalibratedContribu
         "threshold": [StrOptions(set(_THRESHOLD_NAMES)), HasMethods(["fit", "predict"])],
         "slow_channels": [StrOptions({"auto", "keep"})],
         "combine": [StrOptions({"sum", "max"})],
+        "context_channels": [None, StrOptions({"two_valued"}), list, tuple],
     }
 
     # ------------------------------------------------------------ input
@@ -344,7 +345,50 @@ class BaseWindowedDetector(SavedStateMixin, SharedParameters, CalibratedContribu
         scaled = (values - self.mean_) / self.scale_
         if reset:
             self._find_slow_channels(scaled, segments)
+            self.context_mask_ = self._resolve_context(values)
         return _Prepared(scaled, segments, index, order)
+
+    def _resolve_context(self, values) -> np.ndarray:
+        """``context_mask_``: the channels the model reads but does not score."""
+        spec = getattr(self, "context_channels", None)
+        n_channels = values.shape[1]
+        if spec is None:
+            return np.zeros(n_channels, dtype=bool)
+        if isinstance(spec, str):  # "two_valued"
+            mask = two_valued_columns(values)
+        else:
+            names = self._channel_names()
+            mask = np.zeros(n_channels, dtype=bool)
+            for item in spec:
+                if isinstance(item, (Integral, np.integer)) and not isinstance(item, bool):
+                    if not 0 <= item < n_channels:
+                        raise DataValidationError(
+                            f"context_channels holds position {item}, but there are "
+                            f"{n_channels} channels (positions 0..{n_channels - 1})."
+                        )
+                    mask[item] = True
+                elif item in names:
+                    mask[names.index(item)] = True
+                else:
+                    shown = ", ".join(map(repr, names[:20])) + (", ..." if len(names) > 20 else "")
+                    raise DataValidationError(
+                        f"context_channels names {item!r}, which is not a channel (the channels: "
+                        f"{shown}). Give channel names or positions."
+                    )
+        if mask.all():
+            chosen = repr(spec) if isinstance(spec, str) else "the list"
+            raise DataValidationError(
+                f"context_channels={chosen} leaves no channel to score: all {n_channels} "
+                "channels would only be read. Leave at least one channel out of it."
+            )
+        return mask
+
+    def _scored(self, contributions: np.ndarray) -> np.ndarray:
+        """``contributions`` with the context channels' set to 0: they are read, not scored."""
+        mask = getattr(self, "context_mask_", None)
+        if mask is None or not mask.any():
+            return contributions
+        return np.where(mask, 0.0, contributions)
 
     def _find_slow_channels(self, scaled, segments) -> None:
         """Flag channels whose training variance lives mostly *between* windows.
@@ -518,7 +562,7 @@ class BaseWindowedDetector(SavedStateMixin, SharedParameters, CalibratedContribu
     def _point_contributions(self, prepared: _Prepared) -> np.ndarray:
         """Per-row, per-channel contributions, (n_rows, n_channels)."""
         # Scoring always uses stride 1 so every row gets its own windows.
-        return self._windows_to_rows(prepared, self._window_contributions)
+        return self._scored(self._windows_to_rows(prepared, self._window_contributions))
 
     def feature_scores(self, X: ArrayLike) -> pd.DataFrame:
         """How unusual each channel is at each timestamp, on one scale for all channels.

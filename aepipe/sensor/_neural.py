@@ -194,6 +194,21 @@ _COMMON_DOC = """
         unaffected ones (e.g. a telemetry value beside two dozen 0/1 command
         flags), and channels of any noise level or type compare on one
         scale. The alarm limit is fitted on the score chosen here.
+    context_channels : None, "two_valued" or list, default=None
+        Channels the model reads but does not score: they enter every window
+        as they are, so the model sees them beside the other channels, but
+        their own reconstruction error adds nothing to the score, the alarm
+        limit or :meth:`feature_scores` (which report 0 for them). Meant for
+        inputs set from outside the process -- commands, setpoints, operating
+        modes: the model cannot time a toggle from the window, so every toggle
+        costs reconstruction error whether or not anything is wrong, and a
+        small fault in a measured channel ranks below routine toggles.
+        ``"two_valued"``: every channel with exactly two values in training;
+        a list: channel names (or positions). At least one channel must stay
+        scored; ``context_mask_`` records the choice. Process knowledge, so
+        not the default: a binary status that is itself the fault (a trip
+        bit, a stuck switch) must stay scored. Measured in
+        ``pipelines/benchmark_sensor.py``: see :func:`aepipe.make_default_sensor_detector`.
     time_column : str or None, default=None
         Column holding the timestamps; otherwise a DatetimeIndex is used,
         and rows without either are taken as regularly sampled.
@@ -272,6 +287,7 @@ class WindowedAutoencoder(_WindowedNeuralDetector):
                  n_models=1, learning_rate=1e-3, weight_decay=0.0, batch_size=64,
                  max_epochs=100, early_stopping=True, validation_fraction=0.2, patience=10,
                  threshold="control_chart", standardize=True, slow_channels="keep", combine="sum",
+                 context_channels=None,
                  time_column=None, series_column=None, gap_policy="split", max_gap_factor=3.0,
                  device="cpu", random_state=None, verbose=0, handle_missing="error"):
         super().__init__(
@@ -280,7 +296,8 @@ class WindowedAutoencoder(_WindowedNeuralDetector):
             n_models=n_models, learning_rate=learning_rate, weight_decay=weight_decay,
             batch_size=batch_size, max_epochs=max_epochs, early_stopping=early_stopping,
             validation_fraction=validation_fraction, patience=patience, threshold=threshold,
-            standardize=standardize, slow_channels=slow_channels, combine=combine, time_column=time_column,
+            standardize=standardize, slow_channels=slow_channels, combine=combine,
+            context_channels=context_channels, time_column=time_column,
             series_column=series_column, gap_policy=gap_policy, max_gap_factor=max_gap_factor,
             device=device, random_state=random_state, verbose=verbose,
             handle_missing=handle_missing,
@@ -333,6 +350,7 @@ class WindowedConvAutoencoder(_WindowedNeuralDetector):
                  variational=False, beta=1.0, n_models=1, learning_rate=1e-3, weight_decay=0.0,
                  batch_size=64, max_epochs=100, early_stopping=True, validation_fraction=0.2,
                  patience=10, threshold="control_chart", standardize=True, slow_channels="keep", combine="sum",
+                 context_channels=None,
                  time_column=None, series_column=None, gap_policy="split", max_gap_factor=3.0,
                  device="cpu", random_state=None, verbose=0, handle_missing="error"):
         super().__init__(
@@ -342,7 +360,8 @@ class WindowedConvAutoencoder(_WindowedNeuralDetector):
             weight_decay=weight_decay, batch_size=batch_size, max_epochs=max_epochs,
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             patience=patience, threshold=threshold, standardize=standardize,
-            slow_channels=slow_channels, combine=combine, time_column=time_column, series_column=series_column,
+            slow_channels=slow_channels, combine=combine,
+            context_channels=context_channels, time_column=time_column, series_column=series_column,
             gap_policy=gap_policy, max_gap_factor=max_gap_factor, device=device,
             random_state=random_state, verbose=verbose, handle_missing=handle_missing,
         )
@@ -585,6 +604,7 @@ class WindowedDenoisingAutoencoder(_WindowedNeuralDetector):
                  learning_rate=1e-4, weight_decay=0.0, batch_size=64, max_epochs=30,
                  early_stopping=True, validation_fraction=0.2, patience=5,
                  threshold="control_chart", standardize=True, slow_channels="keep", combine="sum",
+                 context_channels=None,
                  time_column=None, series_column=None, gap_policy="split", max_gap_factor=3.0,
                  device="cpu", random_state=None, verbose=0, handle_missing="error"):
         super().__init__(
@@ -593,7 +613,8 @@ class WindowedDenoisingAutoencoder(_WindowedNeuralDetector):
             weight_decay=weight_decay, batch_size=batch_size, max_epochs=max_epochs,
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             patience=patience, threshold=threshold, standardize=standardize,
-            slow_channels=slow_channels, combine=combine, time_column=time_column, series_column=series_column,
+            slow_channels=slow_channels, combine=combine,
+            context_channels=context_channels, time_column=time_column, series_column=series_column,
             gap_policy=gap_policy, max_gap_factor=max_gap_factor, device=device,
             random_state=random_state, verbose=verbose, handle_missing=handle_missing,
         )

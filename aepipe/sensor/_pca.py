@@ -45,8 +45,8 @@ class WindowedPCA(BaseWindowedDetector):
         Hotelling's T² contributions are the classical
         ``sum_k t_k p_kj z_j / lambda_k`` (they can be negative); Q's are
         squared residuals.
-    stride, point_rule, threshold, standardize, slow_channels, combine, time_column, series_column, \
-gap_policy, max_gap_factor, handle_missing
+    stride, point_rule, threshold, standardize, slow_channels, combine, context_channels, \
+time_column, series_column, gap_policy, max_gap_factor, handle_missing
         As in :class:`WindowedAutoencoder` (``slow_channels="auto"`` needs
         ``width > 1``: with one-row windows no channel is slow). With
         ``handle_missing="mask"`` the principal subspace is fitted by EM
@@ -83,11 +83,13 @@ gap_policy, max_gap_factor, handle_missing
 
     def __init__(self, width=1, *, stride=1, point_rule="mean", n_components=0.9,
                  statistic="t2+q", threshold="control_chart", standardize=True,
-                 slow_channels="keep", combine="sum", time_column=None, series_column=None,
+                 slow_channels="keep", combine="sum",
+                 context_channels=None, time_column=None, series_column=None,
                  gap_policy="split", max_gap_factor=3.0, handle_missing="error"):
         super().__init__(
             width=width, stride=stride, point_rule=point_rule, threshold=threshold,
-            standardize=standardize, slow_channels=slow_channels, combine=combine, time_column=time_column,
+            standardize=standardize, slow_channels=slow_channels, combine=combine,
+            context_channels=context_channels, time_column=time_column,
             series_column=series_column, gap_policy=gap_policy, max_gap_factor=max_gap_factor,
             handle_missing=handle_missing,
         )
@@ -171,8 +173,8 @@ gap_policy, max_gap_factor, handle_missing
         return per_position.reshape(n_windows, width, n_channels).sum(axis=1)
 
     def _statistic_points(self, prepared, statistic):
-        return self._windows_to_rows(
-            prepared, lambda windows: self._window_statistic(windows, statistic))
+        return self._scored(self._windows_to_rows(
+            prepared, lambda windows: self._window_statistic(windows, statistic)))
 
     def _window_contributions(self, windows):
         return self._window_statistic(windows, self.statistic)
