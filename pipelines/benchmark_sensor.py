@@ -33,6 +33,8 @@ limit rules:
 - ``default``: :func:`aepipe.make_default_sensor_detector`;
   ``previous_default``: the default before issue #17 (``max_epochs=100``),
   for reference; ``default_max``: the default with ``combine="max"``;
+  ``default_context``: the default with ``context_channels="two_valued"``
+  (command flags read in every window but not scored);
 - ``pca_rows``: PCA T^2 + Q on single rows (:class:`aepipe.sensor.WindowedPCA`,
   ``width=1``); ``pca_w32``: the same on 32-row windows. Both are aepipe
   detectors and share its scaling rules (a two-valued channel scaled by its
@@ -259,6 +261,10 @@ def make_detectors(seed: int) -> dict:
         # The default with its channels combined by the most surprising one.
         "default_max": lambda: _Aepipe(lambda: make_default_sensor_detector(
             random_state=seed, combine="max")),
+        # The default reading its two-valued channels (command flags) as context:
+        # in every window, but not scored.
+        "default_context": lambda: _Aepipe(lambda: make_default_sensor_detector(
+            random_state=seed, context_channels="two_valued")),
         "pca_rows": lambda: _Aepipe(lambda: WindowedPCA(width=1)),
         "pca_w32": lambda: _Aepipe(lambda: WindowedPCA(width=32)),
         "pca_w32_std": lambda: StandardisedWindowedPCA(32),
