@@ -533,3 +533,29 @@ def test_score_refuses_outputs_that_collide_with_the_model_or_each_other(tmp_pat
                     "--on-error", "skip", "--rejected", table_csv)
     assert_one_line_error(result, code=2, match="--rejected")
     assert not out.exists()
+
+
+def test_a_sensor_config_reads_command_channels_as_context(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 400
+    frame = pd.DataFrame({"t": np.arange(n),
+                          "pressure": np.sin(np.arange(n) / 10.0) + 0.05 * rng.normal(size=n),
+                          "cmd": (rng.random(n) < 0.05).astype(float)})
+    data = tmp_path / "stream.csv"
+    frame.to_csv(data, index=False)
+    config = tmp_path / "sensor.json"
+    config.write_text(json.dumps({"steps": [{"estimator": "WindowedPCA", "params": {
+        "width": 8, "context_channels": ["cmd"]}}]}))
+    fitted = invoke("fit", "--pipeline", config, "--data", data, "--drop-column", "t")
+    assert fitted.exit_code == 0, fitted.output
+    out = tmp_path / "scores.csv"
+    result = invoke("score", "--model", fitted.stdout.strip().splitlines()[-1], "--data", data,
+                    "--out", out, "--id-column", "t", "--top-k", "2", "--no-progress")
+    assert result.exit_code == 0, result.output
+    scores = pd.read_csv(out)
+    assert (scores["top1_column"] == "pressure").all()
+    assert (scores["top2_score"] == 0).all()  # the command channel is read, never scored
+    config.write_text(json.dumps({"steps": [{"estimator": "WindowedPCA", "params": {
+        "width": 8, "context_channels": ["command"]}}]}))
+    result = invoke("fit", "--pipeline", config, "--data", data, "--drop-column", "t")
+    assert_one_line_error(result, match="context_channels names 'command', which is not a channel")
