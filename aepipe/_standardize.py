@@ -139,6 +139,16 @@ def floor_variances(variances) -> np.ndarray:
     return np.maximum(variances, max(1e-12, 1e-9 * float(variances.max(initial=0.0))))
 
 
+def _two_levels(raw: np.ndarray) -> dict:
+    """``{column: (low, high)}`` for each column with exactly two distinct values (NaN ignored)."""
+    found = {}
+    for j in range(raw.shape[1]):
+        levels = np.unique(raw[:, j][~np.isnan(raw[:, j])])
+        if len(levels) == 2:
+            found[j] = (levels[0], levels[1])
+    return found
+
+
 def two_valued_columns(values: np.ndarray) -> np.ndarray:
     """Which columns take exactly two distinct values (missing entries ignored).
 
@@ -150,8 +160,9 @@ def two_valued_columns(values: np.ndarray) -> np.ndarray:
     array([ True, False, False])
     """
     raw = np.asarray(values, dtype=np.float64)
-    return np.array([len(np.unique(raw[:, j][~np.isnan(raw[:, j])])) == 2
-                     for j in range(raw.shape[1])], dtype=bool)
+    mask = np.zeros(raw.shape[1], dtype=bool)
+    mask[list(_two_levels(raw))] = True
+    return mask
 
 
 def two_valued_step(values: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -170,9 +181,7 @@ def two_valued_step(values: np.ndarray, scale: np.ndarray) -> np.ndarray:
     >>> two_valued_step(X, np.array([0.433, 1.118])).tolist()
     [1.0, 1.118]
     """
-    raw = np.asarray(values, dtype=np.float64)
     scale = np.array(scale, dtype=np.float64)
-    for j in np.flatnonzero(two_valued_columns(raw)):
-        levels = np.unique(raw[:, j][~np.isnan(raw[:, j])])
-        scale[j] = levels[1] - levels[0]
+    for j, (low, high) in _two_levels(np.asarray(values, dtype=np.float64)).items():
+        scale[j] = high - low
     return scale

@@ -360,7 +360,7 @@ class BaseWindowedDetector(SavedStateMixin, SharedParameters, CalibratedContribu
             names = self._channel_names()
             mask = np.zeros(n_channels, dtype=bool)
             for item in spec:
-                if isinstance(item, (Integral, np.integer)) and not isinstance(item, bool):
+                if isinstance(item, Integral) and not isinstance(item, bool):
                     if not 0 <= item < n_channels:
                         raise DataValidationError(
                             f"context_channels holds position {item}, but there are "
