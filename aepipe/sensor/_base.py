@@ -15,6 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._compat import HasMethods, Interval, StrOptions, validate_data
 from .._saved_state import SavedStateMixin
 from .._standardize import standardization, two_valued_columns, two_valued_step
+from .._tabular import _FLOAT32_LIMIT
 from ..estimators._base import (
     CalibratedContributionsMixin,
     OutlierContractMixin,
@@ -151,22 +152,61 @@ def window_context(model) -> int:
     return int(final.width) - 1 if final is not None else 0
 
 
+def _channel_and_row(data, row: int, column: int) -> tuple[str, str]:
+    """How an error names channel ``column`` and row ``row`` of the input ``data``."""
+    if isinstance(data, pd.DataFrame):
+        return repr(data.columns[column]), f"row {row} (index {data.index[row]!r})"
+    return f"{column} (0-based)", f"row {row}"
+
+
+def _refuse_scaled_overflow(scaled: np.ndarray, data, order) -> None:
+    """A DataValidationError naming the first reading that leaves float32's range once
+    standardised (far outside a channel that barely varied in training); ``order`` maps
+    the rows of ``scaled`` to those of ``data`` (None: the same)."""
+    with np.errstate(invalid="ignore"):
+        overflow = np.abs(scaled) > _FLOAT32_LIMIT
+    if not overflow.any():
+        return
+    rows, columns = np.nonzero(overflow)
+    input_rows = rows if order is None else order[rows]
+    first = int(np.argmin(input_rows))
+    row, column = int(input_rows[first]), int(columns[first])
+    channel, where = _channel_and_row(data, row, column)
+    raise DataValidationError(
+        f"Channel {channel} at {where} is {abs(scaled[rows[first], column]):.3g} training "
+        f"standard deviations from its training mean, beyond the float32 range the detectors "
+        f"compute in (|x| <= {_FLOAT32_LIMIT:.3g}); the channel barely varied in training. "
+        "Rescale the channel (other units) or fit on a stretch where it varies."
+    )
+
+
 def _refuse_bad_readings(values: np.ndarray, data, name: str, masked: bool) -> None:
-    """A DataValidationError naming the first infinite reading of ``values``, or missing
-    one (NaN) unless ``masked``, with the fix; ``data`` (the input) names rows and channels."""
+    """A DataValidationError naming the first infinite reading of ``values``, too large for
+    float32, or missing (NaN) unless ``masked``, with the fix; ``data`` (the input) names rows
+    and channels."""
     infinite = np.isinf(values)
-    bad = infinite if masked else infinite | np.isnan(values)
+    with np.errstate(invalid="ignore"):
+        too_large = np.abs(values) > _FLOAT32_LIMIT  # the infinite ones too
+    bad = too_large if masked else too_large | np.isnan(values)
     if not bad.any():
         return
     row, column = np.argwhere(bad)[0]
-    frame = isinstance(data, pd.DataFrame)
-    channel = repr(data.columns[column]) if frame else f"{column} (0-based)"
-    where = f"row {row} (index {data.index[row]!r})" if frame else f"row {row}"
+    channel, where = _channel_and_row(data, row, column)
     if infinite[row, column]:
         raise DataValidationError(
             f"Channel {channel} has an infinite reading ({values[row, column]}) at {where}; "
             f"{int(infinite.sum())} infinite in all. A windowed detector needs finite "
             "readings: replace them (e.g. by NaN with handle_missing='mask') or drop the rows."
+        )
+    if too_large[row, column]:
+        # The networks compute in float32, where such a reading becomes inf; one rule for
+        # every detector, as for the tabular ones (aepipe/_tabular.py).
+        raise DataValidationError(
+            f"Channel {channel} has the reading {values[row, column]:g} at {where}, beyond the "
+            f"float32 range the detectors compute in (|x| <= {_FLOAT32_LIMIT:.3g}); "
+            f"{int(too_large.sum())} such in all. Rescale the channel (other units, or a log "
+            "transform) before fitting and scoring, or replace the readings (e.g. by NaN with "
+            "handle_missing='mask')."
         )
     raise DataValidationError(
         f"Channel {channel} has a missing reading (NaN) at {where}; "
@@ -342,7 +382,9 @@ class BaseWindowedDetector(SavedStateMixin, SharedParameters, CalibratedContribu
             if self.standardize:
                 self.scale_ = two_valued_step(values, self.scale_)
         index = X.index if isinstance(X, pd.DataFrame) else None
-        scaled = (values - self.mean_) / self.scale_
+        with np.errstate(over="ignore"):
+            scaled = (values - self.mean_) / self.scale_
+        _refuse_scaled_overflow(scaled, data, order)
         if reset:
             self._find_slow_channels(scaled, segments)
             self.context_mask_ = self._resolve_context(values)

@@ -125,14 +125,14 @@ def windows_to_points(window_values: np.ndarray, starts: np.ndarray, width: int,
         index = np.searchsorted(ends, np.arange(n_rows), side="right") - 1
         out = values[np.clip(index, 0, len(starts) - 1)]
     elif rule == "mean":
-        # Difference arrays: add at the start, subtract after the end, cumulative sum.
-        total = np.zeros((n_rows + 1, values.shape[1]))
-        count = np.zeros(n_rows + 1)
-        np.add.at(total, starts, values)
-        np.add.at(total, starts + width, -values)
-        np.add.at(count, starts, 1.0)
-        np.add.at(count, starts + width, -1.0)
-        out = np.cumsum(total, axis=0)[:n_rows] / np.cumsum(count)[:n_rows, None]
+        placed = np.zeros(out_shape)
+        np.add.at(placed, starts, values)
+        # Counts are integers, so a difference array and a cumulative sum are exact here.
+        count = np.zeros(n_rows + 1, dtype=np.int64)
+        np.add.at(count, starts, 1)
+        np.add.at(count, np.minimum(starts + width, n_rows), -1)
+        count = np.cumsum(count)[:n_rows]
+        out = _covering_sums(placed, width) / count[:, None]
     elif rule == "min":
         out = np.full(out_shape, np.inf)
         for offset in range(width):
@@ -142,6 +142,36 @@ def windows_to_points(window_values: np.ndarray, starts: np.ndarray, width: int,
         for offset in range(width):
             np.maximum.at(out, starts + offset, values)
     return out[:, 0] if squeeze else out
+
+
+def _covering_sums(placed: np.ndarray, width: int) -> np.ndarray:
+    """``out[p] = placed[p - width + 1] + ... + placed[p]`` (rows before 0 left out).
+
+    Only the terms of a row's own range are ever added: no prefix sum is
+    subtracted from another, so one huge value (a window scored 1e300) cannot
+    wipe out the precision of rows outside its range, as a cumulative sum and
+    a difference would (van Herk / Gil-Werman): the rows are cut into blocks
+    of ``width``; a range is the tail of one block (a suffix sum) and the head
+    of the next (a prefix sum), or exactly one block. O(n_rows) time and memory.
+
+    Examples
+    --------
+    >>> _covering_sums(np.array([[1.0], [1e300], [2.0], [3.0], [4.0]]), 2)[:, 0].tolist()
+    [1.0, 1e+300, 1e+300, 5.0, 7.0]
+    """
+    n_rows, k = placed.shape
+    # Row p's range is rows p .. p + width - 1 of ``padded`` (width - 1 zeros in front).
+    n_blocks = -(-(n_rows + width - 1) // width)
+    padded = np.zeros((n_blocks * width, k))
+    padded[width - 1:width - 1 + n_rows] = placed
+    blocks = padded.reshape(n_blocks, width, k)
+    prefix = np.cumsum(blocks, axis=1).reshape(-1, k)
+    suffix = np.cumsum(blocks[:, ::-1], axis=1)[:, ::-1].reshape(-1, k)
+    first = np.arange(n_rows)
+    out = prefix[first + width - 1]
+    split = first % width != 0  # the range straddles two blocks
+    out[split] += suffix[first[split]]
+    return out
 
 
 def positions_to_points(position_values: np.ndarray, starts: np.ndarray, n_rows: int
