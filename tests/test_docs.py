@@ -75,7 +75,9 @@ def test_changelog_fragments_compile():
     names = [p.name for p in (ROOT / "changes").iterdir() if p.name != "README.md"]
     assert names, "changes/ holds the unreleased changes"
     for name in names:
-        assert re.fullmatch(r"\d+\.(feature|bugfix|removal|doc|misc)(\.\d+)?\.md", name), name
+        # <issue>.<type>[.<n>].md, or +<name>.<type>.md for a change with no issue
+        assert re.fullmatch(r"(\d+|\+[a-z0-9-]+)\.(feature|bugfix|removal|doc|misc)(\.\d+)?\.md",
+                            name), name
     done = subprocess.run([sys.executable, "-m", "towncrier", "build", "--draft", "--version",
                            "next"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
