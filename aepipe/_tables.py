@@ -32,6 +32,8 @@ This is a leaf module: pandas and (lazily) pyarrow and dask, no aepipe layer.
 
 from __future__ import annotations
 
+import csv
+import gzip
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -171,7 +173,7 @@ def read_table(path) -> pd.DataFrame:
     path = existing_table(path)
     try:
         frame = table_format(path).read(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, DataValidationError):  # the latter names what is wrong already
         raise
     except (*_PARSE_ERRORS, OSError, ValueError) as exc:
         raise _unreadable(path, exc) from None
@@ -226,7 +228,78 @@ def atomic_table_writer(out):
 
 # ---------------------------------------------------------------- CSV and Parquet
 def _csv_sep(path) -> str:
+    """The separator written to ``path``: a tab for ``.tsv``, else a comma."""
     return "\t" if str(path).lower().endswith(".tsv") else ","
+
+
+# Separators read from a ".csv" whose header line has no comma (SKAB and many
+# European exports use ";").
+_OTHER_SEPARATORS = ";\t|"
+
+
+def _header_line(path) -> str:
+    opener = gzip.open if str(path).lower().endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8-sig", errors="replace", newline="") as f:
+        return f.readline()
+
+
+def _csv_read_options(path) -> dict:
+    """``pandas.read_csv`` options for the text table ``path``, its header checked.
+
+    The separator is a tab for ``.tsv``; otherwise a comma, unless the header
+    line has none but has ``;``, a tab or ``|``: then that one (decimal commas
+    are not read as numbers: see :func:`_refuse_decimal_commas`). Duplicated
+    column names are refused: pandas would rename the second ``amount`` to
+    ``amount.1``, a column no one wrote.
+    """
+    line = _header_line(path)
+    sep = _csv_sep(path)
+    if sep == "," and "," not in line and any(c in line for c in _OTHER_SEPARATORS):
+        try:
+            sep = csv.Sniffer().sniff(line, delimiters=_OTHER_SEPARATORS).delimiter
+        except csv.Error:
+            sep = max(_OTHER_SEPARATORS, key=line.count)
+    names = next(csv.reader([line.rstrip("\r\n")], delimiter=sep), [])
+    seen, duplicated = set(), []
+    for name in names:
+        if name in seen and name not in duplicated and name != "":  # pandas names "" columns
+            duplicated.append(name)
+        seen.add(name)
+    if duplicated:
+        raise DataValidationError(
+            f"{str(path)!r} has duplicated column names {duplicated!r} in its header; aepipe "
+            "matches columns by name, so each needs its own: rename or drop the repeated "
+            "columns."
+        )
+    return {"sep": sep}
+
+
+_DECIMAL_COMMA = r"[+-]?\d[\d.]*,\d+(?:[eE][+-]?\d+)?"  # 1,5  -0,25  1.234,5
+
+
+def _refuse_decimal_commas(frame: pd.DataFrame, path, sep: str) -> pd.DataFrame:
+    """``frame``, unless a text column of a ``.csv`` separated by ``sep`` (not by commas,
+    the separator read from its header) holds numbers written with decimal commas: read as
+    text they would become categories."""
+    if sep == _csv_sep(path):  # commas, or tabs by a .tsv's suffix: commas in values are text
+        return frame
+    for name in frame.columns:
+        column = frame[name]
+        if not (pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column)):
+            continue
+        text = column.dropna()
+        if not len(text) or not all(isinstance(v, str) for v in text):
+            continue
+        comma = text.str.fullmatch(_DECIMAL_COMMA)
+        if comma.any() and (comma | text.str.fullmatch(r"[+-]?\d+")).all():
+            row = comma.index[comma.to_numpy()][0]
+            raise DataValidationError(
+                f"Column {name!r} of {str(path)!r} holds numbers written with a decimal comma "
+                f"({text[row]!r} at row {row}); aepipe reads '.' as the decimal point. Convert "
+                f"the file first, e.g. pandas.read_csv(path, sep={sep!r}, decimal=',')"
+                ".to_csv(new_path, index=False)."
+            )
+    return frame
 
 
 class _CsvWriter:
@@ -243,16 +316,24 @@ class _CsvWriter:
 
 
 class CsvFormat(TableFormat):
-    """Comma-separated text (tab-separated for ``.tsv``; gzip for ``.csv.gz``)."""
+    """Comma-separated text (tab-separated for ``.tsv``; gzip for ``.csv.gz``).
+
+    Read with the separator of the header line: a ``.csv`` separated by ``;``,
+    tabs or ``|`` is read too (see :func:`_csv_read_options`); written with commas.
+    """
 
     name, suffixes = "csv", (".csv", ".csv.gz", ".tsv", ".txt")
 
     def read(self, path):
-        return pd.read_csv(path, sep=_csv_sep(path))
+        options = _csv_read_options(path)
+        return _refuse_decimal_commas(pd.read_csv(path, **options), path, options["sep"])
 
     def iter_chunks(self, path, chunk_size):
-        with pd.read_csv(path, sep=_csv_sep(path), chunksize=chunk_size) as reader:
-            yield from reader
+        options = _csv_read_options(path)
+        # The chunks' index continues from chunk to chunk: it is the row of the file.
+        with pd.read_csv(path, chunksize=chunk_size, **options) as reader:
+            for chunk in reader:
+                yield _refuse_decimal_commas(chunk, path, options["sep"])
 
     def open_writer(self, path):
         return _CsvWriter(path)
@@ -262,7 +343,9 @@ class CsvFormat(TableFormat):
 
         # gzip cannot be split: one partition per file.
         compressed = path.lower().endswith(".gz")
-        return dd.read_csv(path, sep=_csv_sep(path), blocksize=None if compressed else blocksize)
+        # One file is read as read() reads it; a directory or glob with the suffix's separator.
+        options = _csv_read_options(path) if os.path.isfile(path) else {"sep": _csv_sep(path)}
+        return dd.read_csv(path, blocksize=None if compressed else blocksize, **options)
 
     def write_dask(self, ddf, path, single_file):
         # ``to_csv`` returns delayed objects, which Dask optimises apart from

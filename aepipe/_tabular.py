@@ -789,12 +789,22 @@ def _category_codes(series: pd.Series, column: Column,
     return codes
 
 
+# Booleans as text, in the spellings pandas' CSV parser reads as booleans (in any
+# case): a column is read as text when one of its cells is not a boolean.
+_BOOLEAN_TEXT = {"true": 1.0, "false": 0.0}
+
+
 def _binary_column(series: pd.Series, name, allow_missing: bool = False) -> np.ndarray:
     if _is_bool_dtype(series) and not series.isna().any():
         return series.to_numpy(dtype=np.float32)
+    cells = series
+    if not pd.api.types.is_numeric_dtype(series.dtype):
+        # "True"/"false" count as booleans, "1"/"0.0" as numbers (below), the rest as given.
+        cells = pd.Series([_BOOLEAN_TEXT.get(v.lower(), v) if isinstance(v, str) else v
+                           for v in series.to_numpy(dtype=object)], dtype=object)
     try:
-        values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64,
-                                                                 na_value=np.nan)
+        values = pd.to_numeric(cells, errors="coerce").to_numpy(dtype=np.float64,
+                                                                na_value=np.nan)
     except TypeError:  # unhashable cells (a tuple holding a list ...)
         error = _container_error(series, name)
         if error is None:

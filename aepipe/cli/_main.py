@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -328,7 +329,7 @@ def demo(out_dir, quick, n_samples, max_epochs, cv, seed, experiment, tracking_u
 @tracking_option
 @click.option("--out-dir", type=click.Path(file_okay=False), default=None,
               help="For a search config: write the leaderboard and plots here.")
-@click.option("--contamination", type=float, default=None,
+@click.option("--contamination", type=click.FloatRange(0, 0.5, min_open=True), default=None,
               help="Expected share of anomalies (0 < c <= 0.5): the alarm threshold flags about "
                    "this share of the training records. Tabular detectors.")
 @click.option("--threshold", "threshold_name", default=None, metavar="NAME",
@@ -365,6 +366,10 @@ def fit(pipeline_config, data, label_column, id_column, drop_column, experiment,
         frame = frame.drop(columns=[id_column])
     frame = _drop_columns(frame, drop_column, data)
     _refuse_id_columns(frame, model, ("--id-column", "--drop-column"))
+    time_column, series_column = _time_and_series_columns(_final_detector(model))
+    if time_column is not None:
+        for _ in _checked_times([frame], time_column, series_column):
+            pass
     _set_threads(None)
     if isinstance(model, GridSearchCV):
         needs_labels = [name for name in model.scoring if name not in LABEL_FREE_SCORERS]
@@ -524,6 +529,124 @@ def _grouped_by_series(chunks, column: str):
         yield chunk
 
 
+def _time_and_series_columns(model):
+    """A windowed model's time and series columns (each None when it has none)."""
+    from ..sensor import series_column_of
+    from ..sensor._base import _windowed_final
+
+    return getattr(_windowed_final(model), "time_column", None), series_column_of(model)
+
+
+def _checked_times(chunks, column: str, series_column=None):
+    """Pass chunks through, refusing time values a windowed model cannot use, at their file row.
+
+    The model refuses them too, but names a row by its position in the frame
+    it got (a chunk and its context rows), and pandas' message for an
+    unreadable time is cut mid-sentence. Here each error names the row of the
+    file (the chunks' index), the value and what was expected: times are read
+    as the model reads them (numbers as numbers, the rest as datetimes, in
+    UTC where offsets differ), present in every row and increasing (within
+    each series), across chunk borders too.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from ..exceptions import DataValidationError
+
+    last = None  # the previous chunk's last (time, series, row, value)
+    for chunk in chunks:
+        if column not in chunk.columns or not len(chunk):
+            yield chunk  # a missing column is the model's error to report
+            continue
+        values = chunk[column]
+        times = _times_as_the_model_reads_them(values, column)
+        missing = pd.isna(times)
+        if missing.any():
+            raise DataValidationError(
+                f"The time column {column!r} is empty at row {values.index[missing][0]}; every "
+                "row needs its timestamp: fill it in or drop the row.")
+        series = (chunk[series_column].to_numpy(dtype=object)
+                  if series_column is not None and series_column in chunk.columns
+                  else np.zeros(len(chunk), dtype=object))
+        rows, raw = values.index.to_numpy(), values.to_numpy(dtype=object)
+        if last is not None:
+            times = np.concatenate([[last[0]], times])
+            series = np.concatenate([[last[1]], series])
+            rows = np.concatenate([[last[2]], rows])
+            raw = np.concatenate([[last[3]], raw])
+        backwards = (times[1:] <= times[:-1]) & (series[1:] == series[:-1])
+        if backwards.any():
+            k = int(np.argmax(backwards))
+            within = " within its series" if series_column is not None else ""
+            raise DataValidationError(
+                f"The time column {column!r} must increase{within}: row {rows[k + 1]} "
+                f"({raw[k + 1]!r}) is not later than row {rows[k]} ({raw[k]!r}). Sort the file "
+                "by time and drop duplicated timestamps.")
+        last = (times[-1], series[-1], rows[-1], raw[-1])
+        yield chunk
+
+
+def _times_as_the_model_reads_them(values, column: str):
+    """``values`` as float64 numbers or naive UTC datetime64; an unreadable one is refused."""
+    import pandas as pd
+
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        return values.to_numpy(dtype="float64", na_value=float("nan"))
+    try:
+        converted = pd.to_datetime(values)
+    except (TypeError, ValueError):
+        try:  # mixed UTC offsets, or aware and naive times together
+            converted = pd.to_datetime(values, utc=True)
+        except (TypeError, ValueError) as error:
+            raise _unreadable_time(values, column, error) from None
+    if getattr(converted.dt, "tz", None) is not None:
+        converted = converted.dt.tz_convert("UTC").dt.tz_localize(None)
+    return converted.to_numpy()
+
+
+def _unreadable_time(values, column: str, error: BaseException):
+    """The error naming the first value of ``values`` that is not a time, its row, and the
+    format of the first value (which pandas reads all of them in)."""
+    import pandas as pd
+    from pandas.tseries.api import guess_datetime_format
+
+    from ..exceptions import DataValidationError
+
+    given = values.dropna()
+    first = given.iloc[0] if len(given) else None
+    fmt = guess_datetime_format(first) if isinstance(first, str) else None
+    row = None
+    if fmt is not None:
+        unread = pd.to_datetime(given, format=fmt, errors="coerce", utc=True).isna().to_numpy()
+        row = given.index[unread][0] if unread.any() else None
+    if row is None:  # one by one: slow, and only on this error's path
+        for label, value in given.items():
+            try:
+                pd.to_datetime([value], utc=True)
+            except (TypeError, ValueError):
+                row = label
+                break
+    if row is None:
+        return DataValidationError(f"The time column {column!r} holds values that are not "
+                                   f"timestamps ({_first_line(error)}).")
+    expected = (f"a time in the column's format {fmt!r}" if fmt
+                else "a date and time, e.g. '2024-01-31 12:00:00'")
+    return DataValidationError(
+        f"The time column {column!r} has {given[row]!r} at row {row}, not {expected}; fix "
+        "or drop that row.")
+
+
+# The models name a row by its position in the frame they got and, when that differs, by
+# its index label: "row 1 (index 3)". The CLI indexes every frame by the row's position in
+# the file, so the label is the row of the file, whatever the chunk size.
+_POSITION_AND_LABEL = re.compile(r"\brow \d+ \(index (\d+)\)")
+
+
+def _in_file_rows(message: str) -> str:
+    """``message`` with ``row 1 (index 3)`` said as ``row 3``, the row of the file."""
+    return _POSITION_AND_LABEL.sub(r"row \1", message)
+
+
 def _check_id_name(id_name) -> None:
     """Refuse an --id-column named like a column of the scores it is copied into."""
     import re
@@ -563,6 +686,9 @@ def _score_stream(model, data, *, chunk_size, id_column, drop_column, top_k, wri
     series_column = series_column_of(model)
     if series_column is not None:
         chunks = _grouped_by_series(chunks, series_column)
+    time_column = _time_and_series_columns(model)[0] if context else None
+    if time_column is not None:
+        chunks = _checked_times(chunks, time_column, series_column)
     if context and rejected is not None:
         raise click.UsageError(
             "--on-error skip is not supported for windowed (sensor) models: dropping rows "
@@ -574,6 +700,8 @@ def _score_stream(model, data, *, chunk_size, id_column, drop_column, top_k, wri
               unit_scale=True) as bar:
         # iter_table indexes rows by their 0-based position in the file.
         for chunk in chunks_with_context(chunks, context):
+            if chunk.stop == chunk.first:
+                continue  # the one empty chunk of a file with a header and no rows
             frame = chunk.frame
             ids = frame[id_column].to_numpy() if id_column else frame.index.to_numpy()
             features = frame.drop(columns=[c for c in (id_column, *drop_column) if c])
@@ -582,6 +710,7 @@ def _score_stream(model, data, *, chunk_size, id_column, drop_column, top_k, wri
 
                 features, report = split_valid_rows(
                     model, features, score=lambda part: model.predict(None, part))
+                report["reason"] = report["reason"].map(_in_file_rows)
                 if id_column and len(report):  # name rejected rows by their id too
                     report.insert(1, id_column, frame.loc[report["row"], id_column].to_numpy())
                 rejected.append(report)
@@ -590,7 +719,15 @@ def _score_stream(model, data, *, chunk_size, id_column, drop_column, top_k, wri
                     n_rows += len(frame)
                     bar.update(len(frame))
                     continue
-            scored = model.predict(None, features).reset_index(drop=True)
+            try:
+                scored = model.predict(None, features).reset_index(drop=True)
+            except ValueError as exc:  # bad data: name the row of the file
+                message = _first_line(exc)
+                if _POSITION_AND_LABEL.search(message) is None:
+                    raise
+                from ..exceptions import DataValidationError
+
+                raise DataValidationError(_in_file_rows(message)) from exc
             scored.insert(0, id_name, ids)
             if context:  # rows around the chunk's own ones were there as context only
                 scored = chunk.own(scored).reset_index(drop=True)
@@ -601,8 +738,10 @@ def _score_stream(model, data, *, chunk_size, id_column, drop_column, top_k, wri
                 top = both.nlargest(keep_top, "anomaly_score")
             n_rows += chunk.stop - chunk.first
             bar.update(chunk.stop - chunk.first)
-    if n_rows == 0:
-        raise click.UsageError(f"{data!r} has no rows to score.")
+    if n_rows == 0:  # bad data, as for `aepipe fit` (exit code 1)
+        from ..exceptions import DataValidationError
+
+        raise DataValidationError(f"{str(data)!r} has no rows.")
     return n_rows, top
 
 
@@ -721,11 +860,22 @@ def _write_rejected(reports, path) -> None:
                   f"{report['reason'].iloc[0]})")
 
 
+def _first_chunk(data):
+    """The first row of ``data`` (with its columns); a file without rows is bad data."""
+    from ..exceptions import DataValidationError
+    from ._io import iter_table
+
+    chunk = next(iter_table(data, 1), None)
+    if chunk is None:  # a Parquet file without rows has no chunk (a CSV one an empty one)
+        raise DataValidationError(f"{str(data)!r} has no rows.")
+    return chunk
+
+
 def _check_header(data, columns) -> None:
     """Fail on a missing file or column before the (slow) model load."""
-    from ._io import check_columns, iter_table
+    from ._io import check_columns
 
-    header = next(iter_table(data, 1))
+    header = _first_chunk(data)
     for column, option in zip(columns, ["--id-column"] + ["--drop-column"] * len(columns)):
         check_columns(header, [column], data, option)
 
@@ -884,9 +1034,9 @@ def neighbors(model, data, out, library, library_id_column, id_column, drop_colu
 
 
 def _check_library_header(library, id_column, drop_column) -> None:
-    from ._io import check_columns, iter_table
+    from ._io import check_columns
 
-    header = next(iter_table(library, 1))
+    header = _first_chunk(library)
     check_columns(header, [id_column], library, "--library-id-column")
     check_columns(header, drop_column, library, "--drop-column")
 
