@@ -234,3 +234,36 @@ def test_fit_names_an_unreadable_time_at_its_row(tmp_path):
                                              "params": {"width": 4, "time_column": "t"}}]}))
     result = invoke("fit", "--pipeline", config, "--data", tmp_path / "stream.csv")
     assert "'garbage' at row 20" in one_line_error(result, code=1)
+
+
+# ---------------------------------------------------------------- a stream's time column
+def test_fit_takes_the_time_column_and_score_reports_it_as_the_id(tmp_path):
+    frame = _stream()
+    frame.loc[60:, "t"] = pd.date_range("2024-01-02", periods=60, freq="s").strftime(
+        "%Y-%m-%d %H:%M:%S")  # a gap: two segments
+    frame.to_csv(tmp_path / "stream.csv", index=False)
+    config = tmp_path / "sensor.json"
+    config.write_text(json.dumps({"steps": [{"estimator": "WindowedPCA",
+                                             "params": {"width": 4}}]}))
+    # Without it the timestamps look like record ids: refused, naming the option.
+    refused = invoke("fit", "--pipeline", config, "--data", tmp_path / "stream.csv")
+    assert "--time-column t" in one_line_error(refused, code=1)
+    # The id column may be the time column too: the model still reads it.
+    fitted = invoke("fit", "--pipeline", config, "--data", tmp_path / "stream.csv",
+                    "--time-column", "t", "--id-column", "t")
+    assert fitted.exit_code == 0, fitted.output
+    model = fitted.stdout.strip().splitlines()[-1]
+    result = invoke("score", "--model", model, "--data", tmp_path / "stream.csv",
+                    "--out", tmp_path / "scores.csv", "--id-column", "t")
+    assert result.exit_code == 0, result.output
+    scores = pd.read_csv(tmp_path / "scores.csv")
+    assert scores["t"].tolist() == frame["t"].tolist()
+    direct = WindowedPCA(width=4, time_column="t").fit(frame).anomaly_score(frame)
+    np.testing.assert_allclose(scores["anomaly_score"], direct, rtol=1e-6)
+
+
+def test_a_time_column_for_a_tabular_pipeline_is_a_bad_option(tmp_path):
+    _table().to_csv(tmp_path / "table.csv", index=False)
+    result = invoke("fit", "--data", tmp_path / "table.csv", "--id-column", "rid",
+                    "--time-column", "rid")
+    assert "--time-column is for sensor pipelines" in one_line_error(result, code=2)

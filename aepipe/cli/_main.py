@@ -336,8 +336,13 @@ def demo(out_dir, quick, n_samples, max_epochs, cv, seed, experiment, tracking_u
               help="Alarm-limit rule, e.g. tukey_fence, control_chart, pot, spot (see "
                    "aepipe.thresholds.make_threshold); replaces the config's limit. Not with "
                    "--contamination.")
+@click.option("--time-column", default=None, metavar="NAME",
+              help="Sensor pipelines: the column of timestamps (or numeric times). Rows must "
+                   "increase in it; a gap splits the stream. Not a feature; scoring files need "
+                   "it too. Replaces the config's time_column.")
 def fit(pipeline_config, data, label_column, id_column, drop_column, experiment, run_name,
-        registered_model_name, tracking_uri, out_dir, contamination, threshold_name):
+        registered_model_name, tracking_uri, out_dir, contamination, threshold_name,
+        time_column):
     """Fit a pipeline config on a file, log it to MLflow, print the model URI.
 
     Without --pipeline it fits the detector we recommend for a table. The
@@ -353,17 +358,19 @@ def fit(pipeline_config, data, label_column, id_column, drop_column, experiment,
 
     from ..pipelines import build_from_config
     from ..scoring import LABEL_FREE_SCORERS
-    from ._io import plain_categories, read_table
+    from ._io import check_columns, plain_categories, read_table
 
     model = build_from_config(pipeline_config)
     _set_alarm_limit(model, contamination=contamination, threshold=threshold_name)
     frame = plain_categories(read_table(data))
     frame, y = _split_label(frame, label_column, data)
+    if time_column is not None:
+        _set_time_column(model, time_column)
+        check_columns(frame, [time_column], data, "--time-column")
     if id_column is not None:
-        from ._io import check_columns
-
         check_columns(frame, [id_column], data, "--id-column")
-        frame = frame.drop(columns=[id_column])
+        if id_column not in _time_and_series_columns(_final_detector(model)):
+            frame = frame.drop(columns=[id_column])
     frame = _drop_columns(frame, drop_column, data)
     _refuse_id_columns(frame, model, ("--id-column", "--drop-column"))
     time_column, series_column = _time_and_series_columns(_final_detector(model))
@@ -398,6 +405,17 @@ def fit(pipeline_config, data, label_column, id_column, drop_column, experiment,
     click.echo(run.model_uri)
 
 
+def _set_time_column(model, column: str) -> None:
+    """``aepipe fit --time-column``: set the windowed detector's ``time_column``."""
+    detector = _final_detector(model)
+    if "time_column" not in detector.get_params(deep=False):
+        raise click.UsageError(
+            f"--time-column is for sensor pipelines (--pipeline sensor, or a config ending in "
+            f"a windowed detector); {type(detector).__name__} scores records, not a stream. "
+            "Name the column with --id-column or --drop-column instead.")
+    detector.set_params(time_column=column)
+
+
 def _final_detector(model):
     """The detector a config's Pipeline (or a search's base Pipeline) ends in."""
     estimator = getattr(model, "estimator", model) if hasattr(model, "param_grid") else model
@@ -422,6 +440,8 @@ def _refuse_id_columns(frame, model, options=("--drop-column",)) -> None:
         name, reason = next(iter(found.items()))
         more = f" (also {', '.join(map(repr, list(found)[1:]))})" if len(found) > 1 else ""
         fixes = " or ".join(f"{option} {name}" for option in options)
+        if "time_column" in detector.get_params(deep=False) and "--id-column" in options:
+            fixes = f"--time-column {name} (the stream's timestamps), {fixes}"
         raise click.ClickException(
             f"column {name!r} looks like a record identifier ({reason}){more}. Leave it out "
             f"of the features with {fixes}; declare its kind in the config's feature_types "
@@ -704,7 +724,9 @@ def _score_stream(model, data, *, chunk_size, id_column, drop_column, top_k, wri
                 continue  # the one empty chunk of a file with a header and no rows
             frame = chunk.frame
             ids = frame[id_column].to_numpy() if id_column else frame.index.to_numpy()
-            features = frame.drop(columns=[c for c in (id_column, *drop_column) if c])
+            # The id may be a column the model reads (its time or series column): keep it.
+            features = frame.drop(columns=[c for c in (id_column, *drop_column)
+                                           if c and c not in (time_column, series_column)])
             if rejected is not None:  # --on-error skip: score the good rows, report the rest
                 from ..scoring._validate import split_valid_rows
 
