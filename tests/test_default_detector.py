@@ -388,6 +388,25 @@ def test_a_record_on_the_point_mass_adds_nothing_for_that_column():
     assert detector.anomaly_score(far)[0] > np.percentile(detector.anomaly_score(X), 99)
 
 
+def test_a_constant_column_is_never_the_top_column_until_it_changes():
+    # A column constant in training carries no information about its records: the nets'
+    # rounding around the constant used to be calibrated like any column's NLL, so the
+    # constant led the explanation of about 1/d of the records. Now a point mass with
+    # nothing off it: 0 on the constant, and a departure from it is what it is.
+    rng = np.random.default_rng(0)
+    signal = rng.normal(size=(300, 1))
+    X = np.column_stack([signal + 0.3 * rng.normal(size=(300, 3)), np.full(300, 7.0),
+                         rng.normal(size=(300, 2))])
+    detector = AutoencoderEnsemble(**FAST).fit(X)
+    assert 3 in detector.point_mass_.tolist()
+    scores = detector.feature_scores(X).to_numpy()
+    assert (scores[:, 3] == 0.0).all() and (detector.feature_nll(X).to_numpy()[:, 3] == 0).all()
+    changed = X[:2].copy()
+    changed[:, 3] = [7.5, 6.0]
+    assert (detector.feature_scores(changed).to_numpy().argmax(axis=1) == 3).all()
+    assert (detector.anomaly_score(changed) > detector.anomaly_score(X).max()).all()
+
+
 def test_point_mass_state_survives_save_load_partial_fit_and_missing_entries(tmp_path):
     import aepipe
 

@@ -45,9 +45,10 @@ def _column_kinds(values: np.ndarray):
     Returns ``(is_two, low, high, has_mass, mass)``: ``is_two`` where the
     column takes exactly two values (``low`` < ``high``); ``has_mass`` where
     it takes three or more and one of them, ``mass``, holds at least
-    ``_POINT_MASS_SHARE`` of the observed entries. A value holding half the
-    entries is one of the two middle order statistics, so only those are
-    counted.
+    ``_POINT_MASS_SHARE`` of the observed entries, or where it takes a single
+    value (a constant column: a point mass with nothing off it). A value
+    holding half the entries is one of the two middle order statistics, so
+    only those are counted.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a column never observed
@@ -66,7 +67,8 @@ def _column_kinds(values: np.ndarray):
     counts = [(values == m).sum(axis=0) for m in middle]
     mass = np.where(counts[0] >= counts[1], middle[0], middle[1])
     has_mass = ((low < high) & ~is_two
-                & (np.maximum(*counts) >= _POINT_MASS_SHARE * np.maximum(observed, 1)))
+                & (np.maximum(*counts) >= _POINT_MASS_SHARE * np.maximum(observed, 1))
+                | (low == high))
     return is_two, low, high, has_mass, mass
 
 
@@ -214,6 +216,10 @@ class AutoencoderEnsemble(StreamingMixin, BaseDetector):
         ``"masked"``: centred on that value, scaled by the robust spread of
         the other values, and scored only off the mass (0 on it, within
         ``1e-6`` of those spreads) with a noise variance estimated there.
+        A column constant in training is a point mass with nothing off it:
+        0 while it keeps its value (the nets' rounding around a constant is
+        not a deviation, and it never leads ``feature_scores``), a departure
+        from it scored under the noise variance's floor.
         ``"gaussian"``: like any other numeric column (as in aepipe 0.1.0).
         Needs ``robust_scaling``.
     trim_fraction : float in [0, 0.5], default=0.2
@@ -573,11 +579,16 @@ feature_names_in_
                 k = start + j
                 column = block[:, j]
                 others = column[~np.isnan(column) & (column != mass[j])].astype(np.float64)
+                point_mass.append(k)
+                values.append(center[k] + scale[k] * float(mass[j]))
+                if not len(others):  # constant: no spread and no side to learn
+                    spreads.append(scale[k])
+                    sides.append(0)
+                    counts.append(0)
+                    continue
                 q1, q3 = np.percentile(others, [25, 75])
                 mean_abs = np.mean(np.abs(others - np.median(others))) * math.sqrt(math.pi / 2)
                 spread = spread_or_one(1e-6, np.array([(q3 - q1) / 1.349]), np.array([mean_abs]))
-                point_mass.append(k)
-                values.append(center[k] + scale[k] * float(mass[j]))
                 spreads.append(scale[k] * spread[0])
                 above = int(np.count_nonzero(others > mass[j]))
                 sides.append(1 if above == len(others) else -1 if above == 0 else 0)
