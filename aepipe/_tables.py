@@ -248,7 +248,7 @@ def _csv_read_options(path) -> dict:
 
     The separator is a tab for ``.tsv``; otherwise a comma, unless the header
     line has none but has ``;``, a tab or ``|``: then that one (decimal commas
-    are not read as numbers: see :func:`_refuse_decimal_commas`). Duplicated
+    are not read as numbers: see :func:`_refuse_formatted_numbers`). Duplicated
     column names are refused: pandas would rename the second ``amount`` to
     ``amount.1``, a column no one wrote.
     """
@@ -275,14 +275,16 @@ def _csv_read_options(path) -> dict:
 
 
 _DECIMAL_COMMA = r"[+-]?\d[\d.]*,\d+(?:[eE][+-]?\d+)?"  # 1,5  -0,25  1.234,5
+_THOUSANDS = r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?"  # 1,166.63  -12,000
+_PLAIN_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 
 
-def _refuse_decimal_commas(frame: pd.DataFrame, path, sep: str) -> pd.DataFrame:
-    """``frame``, unless a text column of a ``.csv`` separated by ``sep`` (not by commas,
-    the separator read from its header) holds numbers written with decimal commas: read as
-    text they would become categories."""
-    if sep == _csv_sep(path):  # commas, or tabs by a .tsv's suffix: commas in values are text
-        return frame
+def _refuse_formatted_numbers(frame: pd.DataFrame, path, sep: str) -> pd.DataFrame:
+    """``frame``, unless a text column holds numbers written for people, which read as text
+    would become categories (or look like record ids): with decimal commas, in a ``.csv``
+    separated by ``sep`` (not by commas, the separator read from its header), or with
+    thousands separators (``"1,166.63"``, quoted in a comma-separated file)."""
+    decimal_commas = sep != _csv_sep(path)  # else commas in values are text
     for name in frame.columns:
         column = frame[name]
         if not (pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column)):
@@ -290,15 +292,22 @@ def _refuse_decimal_commas(frame: pd.DataFrame, path, sep: str) -> pd.DataFrame:
         text = column.dropna()
         if not len(text) or not all(isinstance(v, str) for v in text):
             continue
-        comma = text.str.fullmatch(_DECIMAL_COMMA)
-        if comma.any() and (comma | text.str.fullmatch(r"[+-]?\d+")).all():
-            row = comma.index[comma.to_numpy()][0]
-            raise DataValidationError(
-                f"Column {name!r} of {str(path)!r} holds numbers written with a decimal comma "
-                f"({text[row]!r} at row {row}); aepipe reads '.' as the decimal point. Convert "
-                f"the file first, e.g. pandas.read_csv(path, sep={sep!r}, decimal=',')"
-                ".to_csv(new_path, index=False)."
-            )
+        for pattern, written, fix in (
+                (_DECIMAL_COMMA if decimal_commas else None, "with a decimal comma",
+                 f"e.g. pandas.read_csv(path, sep={sep!r}, decimal=',')"),
+                (_THOUSANDS, "with thousands separators",
+                 "e.g. pandas.read_csv(path, thousands=',')")):
+            if pattern is None:
+                continue
+            formatted = text.str.fullmatch(pattern)
+            if formatted.any() and (formatted | text.str.fullmatch(_PLAIN_NUMBER)).all():
+                row = formatted.index[formatted.to_numpy()][0]
+                raise DataValidationError(
+                    f"Column {name!r} of {str(path)!r} holds numbers written {written} "
+                    f"({text[row]!r} at row {row}); aepipe reads plain numbers with '.' as the "
+                    f"decimal point. Convert the file first, {fix}"
+                    ".to_csv(new_path, index=False)."
+                )
     return frame
 
 
@@ -326,14 +335,14 @@ class CsvFormat(TableFormat):
 
     def read(self, path):
         options = _csv_read_options(path)
-        return _refuse_decimal_commas(pd.read_csv(path, **options), path, options["sep"])
+        return _refuse_formatted_numbers(pd.read_csv(path, **options), path, options["sep"])
 
     def iter_chunks(self, path, chunk_size):
         options = _csv_read_options(path)
         # The chunks' index continues from chunk to chunk: it is the row of the file.
         with pd.read_csv(path, chunksize=chunk_size, **options) as reader:
             for chunk in reader:
-                yield _refuse_decimal_commas(chunk, path, options["sep"])
+                yield _refuse_formatted_numbers(chunk, path, options["sep"])
 
     def open_writer(self, path):
         return _CsvWriter(path)

@@ -371,11 +371,18 @@ def check_finite_column(values: np.ndarray, name, index=None, *, allow_missing=F
     if not finite.all():
         row = int(np.flatnonzero(~finite)[0])
         where = _position(index, row) if index is not None else f"row {row}"
-        what = "a missing value (NaN)" if np.isnan(values[row]) else f"{values[row]}"
+        if np.isnan(values[row]):
+            raise DataValidationError(
+                f"Column {name!r} has a missing value (NaN) at {where}. aepipe needs finite "
+                "numbers: impute or drop missing values first (e.g. sklearn.impute."
+                "SimpleImputer in the pipeline), or fit with handle_missing='mask' to model "
+                "missing values."
+            )
+        fix = ("replace it by NaN (this model handles missing values)" if allow_missing else
+               "replace it by NaN and fit with handle_missing='mask', impute it")
         raise DataValidationError(
-            f"Column {name!r} has {what} at {where}. aepipe needs finite numbers: impute or "
-            "drop missing values first (e.g. sklearn.impute.SimpleImputer in the pipeline), "
-            "or fit with handle_missing='mask' to model missing values."
+            f"Column {name!r} has {values[row]} at {where}. aepipe needs finite numbers: "
+            f"{fix}, or drop the row."
         )
     with np.errstate(invalid="ignore"):
         too_large = np.abs(values) > _FLOAT32_LIMIT

@@ -169,6 +169,31 @@ def test_decimal_commas_are_refused_not_read_as_text(tmp_path, table_model):
         assert "Column 'amount'" in line and "decimal comma" in line and "at row 0" in line
 
 
+
+def test_thousands_separators_are_refused_not_taken_for_record_ids(tmp_path, table_model):
+    frame = _table(30)
+    frame["balance"] = [f"{v:,.2f}" for v in frame["balance"] * 10]  # "10,278.12"
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    for args in (["fit", "--data", tmp_path / "data.csv", "--id-column", "rid"],
+                 ["score", "--model", table_model, "--data", tmp_path / "data.csv",
+                  "--out", tmp_path / "scores.csv", "--id-column", "rid"]):
+        line = one_line_error(invoke(*args), code=1)
+        assert "Column 'balance'" in line and "thousands separators" in line
+        assert "record identifier" not in line
+
+
+def test_an_infinite_value_is_not_answered_with_the_option_the_model_has():
+    from aepipe.exceptions import DataValidationError
+
+    features = _table(60).drop(columns="rid")
+    bad = features.head(3).copy()
+    bad.loc[bad.index[1], "amount"] = np.inf
+    for mask in ("error", "mask"):
+        model = Autoencoder(max_epochs=1, latent_dim=2, random_state=0, handle_missing=mask)
+        with pytest.raises(DataValidationError, match="'amount' has inf at row 1") as caught:
+            model.fit(features).score_samples(bad)
+        assert ("fit with handle_missing='mask'" in str(caught.value)) == (mask == "error")
+
 # ---------------------------------------------------------------- B9: exit codes
 def test_an_out_of_range_contamination_is_a_bad_option(tmp_path):
     _table(30).to_csv(tmp_path / "data.csv", index=False)
