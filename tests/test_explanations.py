@@ -176,6 +176,36 @@ def test_an_injected_shift_in_one_column_is_found(make):
     assert np.mean(hits) >= 0.9
 
 
+
+@pytest.mark.parametrize("make", [
+    lambda: AutoencoderEnsemble(**ENSEMBLE),
+    lambda: Autoencoder(max_epochs=30, random_state=0),
+    lambda: PCADetector(n_components=2),
+], ids=["ensemble", "autoencoder", "pca"])
+def test_a_column_constant_in_training_leads_only_once_it_changes(make):
+    # The model's rounding around a constant is not a deviation: calibrated like any
+    # column's NLL, it made a single Autoencoder's constant column the top one of about
+    # 1/d of the records. A flag that was never set is constant too.
+    train = _factor_table(600, 0).assign(const=7.0, never=False)
+    detector = make().fit(train)
+    normal = _factor_table(100, 1).assign(const=7.0, never=False)
+    scores = detector.feature_scores(normal)
+    assert (scores[["const", "never"]].to_numpy() == 0.0).all()
+    changed = normal.head(4).assign(const=[7.5, 6.0, 7.0, 7.0], never=[False, False, True, True])
+    assert detector.feature_scores(changed).idxmax(axis=1).tolist() == [
+        "const", "const", "never", "never"]
+
+
+def test_a_column_constant_in_one_chunk_is_not_constant_once_it_varies():
+    first = _factor_table(300, 0).assign(level=1.0)
+    second = _factor_table(300, 1).assign(level=np.linspace(0.0, 2.0, 300))
+    detector = Autoencoder(max_epochs=3, random_state=0).fit(first)
+    assert detector.feature_constants_[-1] == detector.feature_constants_[-1]  # not NaN
+    detector.partial_fit(second)
+    assert np.isnan(detector.feature_constants_).all()
+    at_one = second.assign(level=1.0)
+    assert (detector.feature_scores(at_one)["level"] > 0).any()
+
 def test_explain_and_score_frame_report_the_calibrated_scores():
     train = _factor_table(600, 0)
     detector = PCADetector(n_components=2).fit(train)
@@ -245,6 +275,8 @@ def test_the_calibration_is_saved_and_loaded(make, tmp_path):
     loaded = aepipe.load(aepipe.save(detector, tmp_path / "model.aepipe"))
     np.testing.assert_array_equal(loaded.feature_quantiles_, detector.feature_quantiles_)
     pd.testing.assert_frame_equal(loaded.feature_scores(train), detector.feature_scores(train))
+    if hasattr(detector, "feature_constants_"):
+        np.testing.assert_array_equal(loaded.feature_constants_, detector.feature_constants_)
 
 
 def test_a_file_without_the_calibration_loads_and_explains_with_the_raw_nll(tmp_path):

@@ -473,11 +473,37 @@ class BaseDetector(SavedStateMixin, SharedParameters, CalibratedContributionsMix
         calibration uses only them (when there are at least 10), so the anomalies
         in the training data do not widen what counts as typical for a column.
         """
+        self.feature_constants_ = self._column_constants(Z)
         if inliers is not None and np.count_nonzero(inliers) >= _MIN_CALIBRATION_ROWS:
             Z = Z[inliers]
         if len(Z) > _CALIBRATION_ROWS:
             Z = Z[np.linspace(0, len(Z) - 1, _CALIBRATION_ROWS).astype(int)]
         self._fit_feature_calibration(self._column_scores(Z), self._observed_columns(Z))
+
+    def _column_constants(self, Z: np.ndarray) -> np.ndarray:
+        """Per original column, its one encoded value when it took only one in ``Z``, else NaN.
+
+        Only columns encoded in one position (numbers, booleans, a category
+        with one level) can be; missing entries are ignored.
+        """
+        columns = self.layout_.columns
+        values = Z[:, [c.start for c in columns]].astype(np.float64)
+        single = np.array([c.stop - c.start == 1 for c in columns], dtype=bool)
+        observed = ~np.isnan(values)
+        with np.errstate(invalid="ignore"):
+            low = np.where(observed, values, np.inf).min(axis=0, initial=np.inf)
+            high = np.where(observed, values, -np.inf).max(axis=0, initial=-np.inf)
+        return np.where(single & (low == high), low, np.nan)
+
+    def _at_training_constant(self, Z: np.ndarray):
+        """Boolean (n_samples, n_columns): entries holding their column's only training value.
+
+        None for a model fitted before these were recorded.
+        """
+        constants = getattr(self, "feature_constants_", None)
+        if constants is None:
+            return None
+        return Z[:, [c.start for c in self.layout_.columns]] == constants
 
     def _require_mask(self, method: str) -> None:
         """Refuse ``method`` on a model not fitted with ``handle_missing="mask"``."""
@@ -528,7 +554,9 @@ class BaseDetector(SavedStateMixin, SharedParameters, CalibratedContributionsMix
         column does not lead the explanation by default. This is what
         :func:`~aepipe.scoring.explain`, :func:`~aepipe.scoring.score_frame`
         and the CLI report. A categorical column's one-hot group counts as
-        one column; a missing entry (``handle_missing="mask"``) scores 0.
+        one column; a missing entry (``handle_missing="mask"``) scores 0, and
+        so does a column that held one value on every training record while
+        it holds that value (``feature_constants_``).
 
         The contributions do not add up to ``anomaly_score``: the additive
         per-column terms of the score are :meth:`feature_nll`.
@@ -562,6 +590,11 @@ class BaseDetector(SavedStateMixin, SharedParameters, CalibratedContributionsMix
         check_is_fitted(self)
         Z = self._validate_input(X, reset=False)
         surprise = self._calibrated(self._column_scores(Z), self._observed_columns(Z))
+        at_constant = self._at_training_constant(Z)
+        if at_constant is not None:
+            # A column constant in training, at that value, is no reason: what its NLL
+            # varies by there is the model's rounding around the constant.
+            surprise = np.where(at_constant, 0.0, surprise)
         return self.layout_.column_frame(surprise, like=X)
 
     def feature_nll(self, X: ArrayLike) -> pd.DataFrame:

@@ -58,6 +58,7 @@ _STREAM_ATTRIBUTES = (
     "offset_", "threshold_", "threshold_object_", "n_samples_seen_", "effective_n_samples_",
     "running_count_", "running_var_",
     "noise_var_", "feature_quantile_levels_", "feature_quantiles_", "feature_tail_scale_",
+    "feature_constants_",
     "robust_center_", "robust_scale_", "code_center_", "code_scale_", "score_scale_",
 )
 
@@ -169,11 +170,18 @@ class StreamingMixin:
         """Re-estimate the per-column calibration on the chunk (its records deemed normal),
         blended with the old one."""
         old = {name: getattr(self, name, None) for name in
-               ("feature_quantile_levels_", "feature_quantiles_", "feature_tail_scale_")}
+               ("feature_quantile_levels_", "feature_quantiles_", "feature_tail_scale_",
+                "feature_constants_")}
         refit = getattr(self, "_fit_feature_calibration_encoded", None)
         if refit is None:
             return
         refit(Z, inliers=inliers)
+        # Constant over the stream so far: constant in every chunk, at the same value (not
+        # known for a model fitted before they were recorded).
+        constants = old["feature_constants_"]
+        self.feature_constants_ = (None if constants is None else
+                                   np.where(constants == self.feature_constants_, constants,
+                                            np.nan))
         if old["feature_quantiles_"] is None or old["feature_quantile_levels_"] is None:
             return
         if not np.array_equal(old["feature_quantile_levels_"], self.feature_quantile_levels_):
