@@ -281,6 +281,22 @@ def test_missing_readings_are_left_out_and_filled_with_mask():
     assert np.isfinite(dae.score_samples(gappy)).all()
 
 
+
+@pytest.mark.parametrize("gap", [1, 3, 10])
+def test_gaps_are_filled_better_than_by_interpolation(gap):
+    # A missing reading read as the channel's mean pulled the window's reconstruction
+    # to the mean; filling it by the model's own value until it settles does not.
+    clean, noisy = _stream(1500, 0.2, seed=6)
+    gappy = noisy.copy()
+    for k, start in enumerate(range(40, 1460, 47)):
+        gappy[start:start + gap, k % 6] = np.nan
+    holes = np.isnan(gappy)
+    dae = WindowedDenoisingAutoencoder(max_epochs=5, random_state=0, handle_missing="mask")
+    out = dae.fit(gappy).reconstruct(gappy)
+    interpolated = pd.DataFrame(gappy).interpolate(limit_direction="both").to_numpy()
+    filled_error = ((out - clean)[holes] ** 2).mean()
+    assert filled_error < ((interpolated - clean)[holes] ** 2).mean()
+
 def test_mask_changes_nothing_on_a_complete_stream():
     _, noisy = _stream(800, 0.2, seed=5)
     plain = WindowedDenoisingAutoencoder(max_epochs=3, random_state=0).fit(noisy)
