@@ -695,9 +695,17 @@ class TabularLayout:
         return pd.DataFrame(data, index=index)
 
     def column_frame(self, per_column: np.ndarray, *, like=None) -> pd.DataFrame:
-        """A (n_samples, n_columns) array as a DataFrame named by original column."""
-        index = like.index if isinstance(like, pd.DataFrame) else None
-        return pd.DataFrame(per_column, columns=self.names, index=index)
+        """A (n_samples, n_columns) array as a DataFrame named by original column.
+
+        An all-numeric layout reads its columns by position: named as ``like``'s
+        columns when it is a DataFrame (a frame with non-string names, 0, 1, ...,
+        keeps them, as ``reconstruct`` does, instead of x0, x1, ...).
+        """
+        if isinstance(like, pd.DataFrame):
+            positional = self.numeric_only and len(like.columns) == len(self.names)
+            names = like.columns if positional else self.names
+            return pd.DataFrame(per_column, columns=names, index=like.index)
+        return pd.DataFrame(per_column, columns=self.names)
 
 
 def _numeric_dtype(dtype):

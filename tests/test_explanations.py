@@ -321,3 +321,18 @@ def _edit_config(path, edit):
                            + hashlib.sha256(members["config.json"]).hexdigest().encode())
         for name, data in members.items():
             archive.writestr(name, data)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: Autoencoder(max_epochs=2, random_state=0),
+    lambda: PCADetector(n_components=2),
+], ids=["autoencoder", "pca"])
+def test_a_frame_with_integer_column_names_is_explained_in_its_own_names(make):
+    # scikit-learn keeps no feature names for non-string column names, so the columns
+    # were reported as x0, x1, ...: names the user's frame does not have.
+    train = _factor_table(200, 0)
+    train.columns = range(train.shape[1])
+    detector = make().fit(train)
+    assert detector.feature_scores(train).columns.tolist() == list(range(7))
+    assert detector.feature_nll(train).columns.tolist() == list(range(7))
+    assert set(explain(detector, train.head(5), top_k=2)["top1_column"]) <= set(range(7))
