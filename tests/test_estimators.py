@@ -411,6 +411,12 @@ def test_progress_bar_with_verbose(X, capfd):
     assert out.err == "" and out.out == ""
 
 
+@pytest.mark.parametrize("device", ["gpu", "tpu:1", "cpu:x"])
+def test_a_device_torch_does_not_know_is_a_clear_error(X, device):
+    with pytest.raises(ValueError, match=f"device='{device}' is not a device torch knows"):
+        Autoencoder(device=device, **FAST).fit(X)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_without_cuda_is_a_clear_error(X):
     with pytest.raises(ValueError, match="device='cuda' was requested but CUDA is not"):

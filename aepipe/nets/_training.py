@@ -42,6 +42,13 @@ def resolve_device(device: str) -> str:
             f"device={device!r} was requested but CUDA is not available on this machine "
             "(torch.cuda.is_available() is False). Use device='cpu' or device='auto'."
         )
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError):  # torch's message lists twenty device types
+        raise ValueError(
+            f"device={device!r} is not a device torch knows; use 'cpu', 'cuda' (or "
+            "'cuda:N'), 'mps', or 'auto' (CUDA when available)."
+        ) from None
     return device
 
 
