@@ -107,7 +107,7 @@ def save(estimator, path) -> Path:
         such objects or scalers, imputers, ``OneHotEncoder`` / ``OrdinalEncoder`` and a
         ``ColumnTransformer`` of these.
     path : str or path-like
-        The zip file to write; replaced atomically if it exists.
+        The zip file to write; replaced atomically if it exists (a directory is refused).
 
     Returns
     -------
@@ -118,6 +118,8 @@ def save(estimator, path) -> Path:
     TypeError
         The object, one of its pipeline steps or one of its learned attributes is of a
         kind the format does not store (the message names it).
+    IsADirectoryError
+        ``path`` is an existing directory: a model is one file, so name one in it.
 
     Notes
     -----
@@ -140,6 +142,7 @@ def save(estimator, path) -> Path:
 
     from ._saved_state import _Encoder
 
+    _check_file_path(path)
     _check_savable(estimator)
     encoder = _Encoder()
     model = encoder.encode(estimator, _ROOT)
@@ -273,6 +276,18 @@ def _read_archive(path: Path) -> tuple[dict, dict]:
                 )
             members[name] = data
     return config, members
+
+
+def _check_file_path(path) -> None:
+    """Refuse a ``path`` that is a directory: before any work, and naming the path given
+    (the rename of the temporary file would fail quoting its own name)."""
+    path = Path(path)
+    if path.is_dir():
+        example = path / "model.aepipe"
+        raise IsADirectoryError(
+            f"path={str(path)!r} is a directory; save writes one file: give a file name, "
+            f"e.g. {str(example)!r}."
+        )
 
 
 def _write_archive(path, config_bytes: bytes, members: dict) -> Path:

@@ -27,6 +27,8 @@ tracking_option = click.option("--tracking-uri", default=None, metavar="URI", he
 experiment_option = click.option(
     "--experiment", default="aepipe", show_default=True, help="MLflow experiment name."
 )
+# NumPy's seeds: a negative or larger one fails deep in the fit, as a data error.
+_SEED = click.IntRange(0, 2**32 - 1)
 model_option = click.option(
     "--model", "model", required=True, metavar="URI|PATH",
     help="Logged model: models:/..., runs:/<run_id>/model, a local MLflow model folder, or "
@@ -80,9 +82,10 @@ def _progress_disabled(show: bool = True):
 class _Group(click.Group):
     """The command group, with errors turned into one ``Error: ...`` line on stderr.
 
-    Exit codes: 0 success, 1 error (bad data, config, model or tracking store),
-    2 usage error (bad or missing option), 130 interrupted. ``AEPIPE_DEBUG=1``
-    re-raises instead, with the traceback.
+    Exit codes: 0 success, 1 error (bad data, config, model or tracking store, or a
+    missing package), 2 usage error (bad or missing option, or an option whose optional
+    package is not installed: the command checks that itself), 130 interrupted.
+    ``AEPIPE_DEBUG=1`` re-raises instead, with the traceback.
     """
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
@@ -117,6 +120,11 @@ class _Group(click.Group):
             else:
                 message = _first_line(exc)
             _echo_err(f"Error: {message}")
+            sys.exit(1)
+        except ImportError as exc:  # a package missing from this environment
+            if debug:
+                raise
+            _echo_err(f"Error: {_first_line(exc)}")
             sys.exit(1)
         if standalone_mode:
             sys.exit(0)
@@ -198,6 +206,14 @@ def _run_search(search, X, y, *, experiment, run_name, tracking_uri, out_dir, sh
     click.echo("")
     click.echo(format_leaderboard(board))
     click.echo("")
+    # The board is sorted by the refit metric, NaN last: a NaN first means no score at all.
+    ranked_by = (search.refit if isinstance(search.refit, str) and search.refit in board
+                 else board.columns[2])
+    if board[ranked_by].isna().all():
+        raise click.ClickException(
+            f"No candidate has a score for {ranked_by} (NaN: a fold of each could not be scored), "
+            f"so there is no best model; run {run.run_id} was logged regardless. Check the "
+            "labels and the folds, and run again.")
     best = board.iloc[0]
     click.echo(f"Best: {best['model']} ({best['params'] or 'defaults'})")
     click.echo(f"Model URI: {run.model_uri}")
@@ -248,6 +264,76 @@ def _drop_columns(frame, columns, path):
     return frame.drop(columns=list(columns))
 
 
+def _check_labelled_folds(search, X, y, *, label_column, cv_option, no_labels, more_data):
+    """Refuse labels that the search's labelled scorers cannot score every fold on, before fitting.
+
+    ROC-AUC and average precision need anomalies and normal records in each test fold:
+    one class only (all labels 0), or fewer anomalies than folds, leaves folds scored
+    NaN, and a leaderboard of NaN ranks nothing. Labels of one class are bad data (exit
+    1); folds a search's ``cv`` cannot fill are the option's fault (``cv_option``, exit
+    2), or the config's (``cv_option=None``, exit 1). The message says how many folds
+    lack a class and the largest fold count that gives every fold both.
+    """
+    import copy
+
+    import numpy as np
+    from sklearn.model_selection import check_cv
+
+    from ..exceptions import DataValidationError
+    from ..scoring import LABEL_FREE_SCORERS
+
+    scoring = search.scoring
+    if isinstance(scoring, str):
+        names = [scoring]
+    elif isinstance(scoring, (dict, list, tuple, set)):
+        names = list(scoring)
+    else:  # None or a callable: not ours to judge
+        return
+    labelled = [name for name in names if name not in LABEL_FREE_SCORERS]
+    if y is None or not labelled:
+        return
+    y = np.asarray(y)
+    scorers = " and ".join(labelled)
+    n_anomalies, n_normal = int(y.sum()), int(len(y) - y.sum())
+    if not n_anomalies or not n_normal:
+        kind = "0 (normal)" if not n_anomalies else "1 (anomaly)"
+        raise DataValidationError(
+            f"--label-column {label_column!r}: all {len(y)} labels are {kind}; {scorers} "
+            f"need anomalies (1) and normal records (0) both. {no_labels}")
+
+    def folds_lacking_a_class(splitter):
+        return sum(len(np.unique(y[test])) < 2 for _, test in splitter.split(X, y))
+
+    splitter = check_cv(search.cv, y, classifier=False)
+    n_folds = splitter.get_n_splits(X, y)
+    lacking = folds_lacking_a_class(splitter)
+    if not lacking:
+        return
+    rare, rares, count = (("anomaly", "anomalies", n_anomalies) if n_anomalies <= n_normal
+                          else ("normal record", "normal records", n_normal))
+    fits = "cannot fill" if count < n_folds else "do not fall in each of"
+    message = (f"{lacking} of the {n_folds} folds would have no {rare}: the {count} "
+               f"labelled {rares} of the {len(y)} records {fits} {n_folds} folds, and "
+               f"{scorers} are undefined (NaN) on such a fold.")
+    fewer = None
+    if hasattr(splitter, "n_splits"):
+        for k in range(min(n_folds - 1, count), 1, -1):
+            trial = copy.copy(splitter)
+            trial.n_splits = k
+            if not folds_lacking_a_class(trial):
+                fewer = k
+                break
+    if fewer is None:
+        message += f" {more_data[0].upper()}{more_data[1:]}."
+    elif cv_option is None:
+        message += f" Set the config's search.cv to {fewer}, or {more_data}."
+    else:
+        message += f" Use {cv_option} {fewer}, or {more_data}."
+    if cv_option is None:
+        raise DataValidationError(message)
+    raise click.BadParameter(message, param_hint=f"'{cv_option}'")
+
+
 # ---------------------------------------------------------------- demo
 @cli.command()
 @click.option("--out-dir", type=click.Path(file_okay=False), default="aepipe-demo",
@@ -259,11 +345,16 @@ def _drop_columns(frame, columns, path):
 @click.option("--max-epochs", type=click.IntRange(1), default=None,
               help="Training epochs per autoencoder [default: 30; --quick: 2].")
 @click.option("--cv", type=click.IntRange(2), default=None, help="Folds [default: 3; --quick: 2].")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds data, folds and models.")
+@click.option("--seed", type=_SEED, default=0, show_default=True,
+              help="Seeds data, folds and models (0 to 2**32 - 1).")
 @experiment_option
 @tracking_option
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def demo(out_dir, quick, n_samples, max_epochs, cv, seed, experiment, tracking_uri, no_progress):
+@click.option("--overwrite", is_flag=True,
+              help="Replace data.csv, leaderboard.csv and the plots in --out-dir even when an "
+                   "earlier `aepipe demo` did not write them (without it, they are refused).")
+def demo(out_dir, quick, n_samples, max_epochs, cv, seed, experiment, tracking_uri, no_progress,
+         overwrite):
     """Autoencoders vs PCA on built-in data: leaderboard, MLflow run, plots.
 
     Generates a mixed-type table (numeric, boolean and categorical columns,
@@ -272,11 +363,17 @@ def demo(out_dir, quick, n_samples, max_epochs, cv, seed, experiment, tracking_u
     with cross-validated anomaly ROC-AUC and average precision, tracks the
     search in MLflow (one child run per candidate, the best model logged),
     prints the leaderboard and writes plots to --out-dir.
+
+    Files there that the demo would replace (data.csv, leaderboard.csv, the
+    plots) are refused unless an earlier demo wrote them (its marker file
+    .aepipe-demo is there) or --overwrite is given.
     """
     from ..datasets import make_mixed_table
     from ..pipelines import make_ae_vs_pca_search
 
     started = time.perf_counter()
+    out = Path(out_dir)
+    _check_demo_out_dir(out, overwrite)
     _set_threads(1)
     n_samples = n_samples or (300 if quick else 1500)
     settings = dict(
@@ -290,14 +387,18 @@ def demo(out_dir, quick, n_samples, max_epochs, cv, seed, experiment, tracking_u
     from ._io import plain_categories
 
     X, y = plain_categories(data.X), data.y.to_numpy()
-    out = Path(out_dir)
+    search = make_ae_vs_pca_search(**settings)
+    _check_labelled_folds(search, X, y, label_column="is_anomaly", cv_option="--cv",
+                          no_labels="", more_data="raise --n-samples")
     out.mkdir(parents=True, exist_ok=True)
+    (out / _DEMO_MARKER).write_text(
+        "Written by `aepipe demo`: a later demo run replaces its files here "
+        f"({', '.join(_DEMO_FILES)}).\n")
     X.assign(is_anomaly=y).to_csv(out / "data.csv", index_label="record_id")
     _status(
         f"Data: {len(X)} records x {X.shape[1]} columns (numeric, boolean, categorical), "
         f"{int(y.sum())} injected anomalies."
     )
-    search = make_ae_vs_pca_search(**settings)
     run, _ = _run_search(search, X, y, experiment=experiment, run_name="aepipe-demo",
                          tracking_uri=tracking_uri, out_dir=out, show_progress=not no_progress)
     elapsed = time.perf_counter() - started
@@ -306,6 +407,22 @@ def demo(out_dir, quick, n_samples, max_epochs, cv, seed, experiment, tracking_u
                f"--out {out / 'scores.csv'} --id-column record_id --drop-column is_anomaly")
     if run.tracking_uri.startswith(("sqlite:", "file:", "/")):
         click.echo(f"  mlflow ui --backend-store-uri {run.tracking_uri}")
+
+
+_DEMO_MARKER = ".aepipe-demo"
+_DEMO_FILES = ("data.csv", "leaderboard.csv", "leaderboard.png", "scores.png", "top_columns.png")
+
+
+def _check_demo_out_dir(out: Path, overwrite: bool) -> None:
+    """Refuse to replace files in the demo's --out-dir that an earlier demo did not write."""
+    if overwrite or (out / _DEMO_MARKER).is_file():
+        return
+    found = [name for name in _DEMO_FILES if (out / name).exists()]
+    if found:
+        raise click.UsageError(
+            f"--out-dir {str(out)!r} already holds {', '.join(found)}, which `aepipe demo` "
+            f"did not write (no {_DEMO_MARKER} file there): the demo would replace them. "
+            "Choose another --out-dir, or pass --overwrite.")
 
 
 # ---------------------------------------------------------------- fit
@@ -385,6 +502,11 @@ def fit(pipeline_config, data, label_column, id_column, drop_column, experiment,
                 f"The config's search scores with {needs_labels}, which need labels: pass "
                 "--label-column, or set \"scoring\": \"synthetic_anomaly_auc\" in the config."
             )
+        _check_labelled_folds(
+            model, frame, y, label_column=label_column, cv_option=None,
+            no_labels="Mark the anomalies with 1, or score the search with \"scoring\": "
+                      "\"synthetic_anomaly_auc\" in the config (no labels needed).",
+            more_data="label more anomalies")
         run, _ = _run_search(model, frame, y, experiment=experiment, run_name=run_name,
                              tracking_uri=tracking_uri, out_dir=out_dir)
     else:
@@ -767,6 +889,26 @@ def _score_stream(model, data, *, chunk_size, id_column, drop_column, top_k, wri
     return n_rows, top
 
 
+# Dask's single-machine schedulers (as aepipe.distributed accepts them), and a cluster
+# address: [tcp|tls|ws|wss|ucx://]host:port, the host a name, an IPv4 or a bracketed IPv6.
+_LOCAL_SCHEDULERS = ("threads", "processes", "synchronous", "sync", "single-threaded")
+_SCHEDULER_ADDRESS = re.compile(
+    r"(?:(?:tcp|tls|ws|wss|ucx)://)?(?:\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]@]+):(\d{1,5})")
+
+
+def _check_scheduler(ctx, param, value):
+    """--scheduler, checked before connecting: Dask would try an address without a port
+    until its connect timeout (a minute), then fail with a traceback."""
+    if value is None or value in _LOCAL_SCHEDULERS:
+        return value
+    address = _SCHEDULER_ADDRESS.fullmatch(value)
+    if address is None or not 1 <= int(address.group(1)) <= 65535:
+        raise click.BadParameter(
+            f"{value!r} is neither a scheduler on this machine (threads, processes, "
+            "synchronous) nor a cluster's address tcp://host:port (e.g. tcp://127.0.0.1:8786).")
+    return value
+
+
 _chunk_option = click.option(
     "--chunk-size", type=click.IntRange(1), default=50_000, show_default=True,
     help="Rows read and scored at a time (memory is bounded by this, not the file size).",
@@ -793,9 +935,10 @@ _drop_option = click.option(
               help="Top contributing columns per record (0: none).")
 @_chunk_option
 @tracking_option
-@click.option("--scheduler", default=None, metavar="ADDRESS",
-              help="Score with Dask instead of in-process chunks: a cluster address "
-                   "(tcp://host:8786) or threads/processes; needs the dask extra.")
+@click.option("--scheduler", default=None, metavar="ADDRESS", callback=_check_scheduler,
+              help="Score with Dask instead of in-process chunks: threads, processes or "
+                   "synchronous (this machine), or a cluster's address tcp://host:port "
+                   "(e.g. tcp://127.0.0.1:8786); needs the dask extra.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail",
               show_default=True,
@@ -1029,6 +1172,8 @@ def neighbors(model, data, out, library, library_id_column, id_column, drop_colu
     _check_header(data, [id_column, *drop_column])
     if library:
         _check_library_header(library, library_id_column, drop_column)
+        if method == "hnsw":
+            _require_faiss()
     index = _neighbors_index(model, tracking_uri, library=library,
                              library_id_column=library_id_column, drop_column=drop_column,
                              metric=metric, method=method)
@@ -1053,6 +1198,16 @@ def neighbors(model, data, out, library, library_id_column, id_column, drop_colu
             n_queries += len(chunk)
     _echo_err(f"Found the {n_neighbors} nearest of {index.n_indexed_} records for {n_queries} "
               f"queries in {time.perf_counter() - started:.1f} s -> {out}")
+
+
+def _require_faiss() -> None:
+    """--method hnsw needs faiss: say so before the model is loaded and the library encoded."""
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        raise click.UsageError(
+            "--method hnsw needs FAISS, which is not installed: pip install "
+            "'aepipe[retrieval]' (or faiss-cpu), or use --method exact or auto.") from None
 
 
 def _check_library_header(library, id_column, drop_column) -> None:
@@ -1126,7 +1281,8 @@ def _load_index_or_encoder(model, tracking_uri):
               help="A search config instead of the built-in space (e.g. ae_vs_pca_search).")
 @click.option("--max-epochs", type=click.IntRange(1), default=30, show_default=True)
 @click.option("--cv", type=click.IntRange(2), default=3, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=_SEED, default=0, show_default=True,
+              help="Seeds the folds and the models (0 to 2**32 - 1).")
 @click.option("--out-dir", type=click.Path(file_okay=False), default="aepipe-compare",
               show_default=True, help="Folder for the leaderboard CSV and the plots.")
 @experiment_option
@@ -1151,6 +1307,12 @@ def compare(data, label_column, drop_column, pipeline_config, max_epochs, cv, se
         search = make_ae_vs_pca_search(max_epochs=max_epochs, cv=cv, random_state=seed,
                                        labelled=y is not None)
     _refuse_id_columns(frame, search)
+    _check_labelled_folds(
+        search, frame, y, label_column=label_column,
+        cv_option=None if pipeline_config else "--cv",
+        no_labels="Mark the anomalies with 1, or leave out --label-column to rank the "
+                  "candidates by the label-free synthetic AUC.",
+        more_data="label more anomalies")
     _status(f"Data: {len(frame)} records x {frame.shape[1]} columns"
               + (f", {int(y.sum())} labelled anomalies." if y is not None else ", no labels."))
     _run_search(search, frame, y, experiment=experiment, run_name="aepipe-compare",

@@ -201,7 +201,8 @@ def search_leaderboard(search) -> pd.DataFrame:
         candidate ends in, see :func:`describe_candidate`), ``params`` (the
         searched values), then per metric ``<metric>`` (mean over folds) and
         ``<metric>_std``, then ``fit_time_s`` (mean per fold), sorted by the
-        refit metric.
+        refit metric; candidates without a score (NaN, e.g. a fold with no
+        anomaly) come last, never first.
     """
     results = search.cv_results_
     scoring = search.scoring
@@ -225,7 +226,7 @@ def search_leaderboard(search) -> pd.DataFrame:
         rows.append(row)
     board = pd.DataFrame(rows)
     refit = search.refit if isinstance(search.refit, str) else metrics[0]
-    board = board.sort_values(refit, ascending=False, kind="stable").reset_index(drop=True)
+    board = board.sort_values(refit, ascending=False, kind="stable", na_position="last").reset_index(drop=True)
     board.index = np.arange(1, len(board) + 1)
     board.index.name = "rank"
     return board
