@@ -9,7 +9,8 @@ import pytest
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from aepipe.estimators import PCADetector
+from aepipe.datasets import make_mixed_table
+from aepipe.estimators import Autoencoder, PCADetector
 from aepipe.scoring import score_frame
 
 pytest.importorskip("mlflow")
@@ -77,6 +78,116 @@ def test_invalid_json_is_a_4xx(server):
     url, _, _ = server
     status, _ = post_json(f"{url}/invocations", b"{not json")
     assert 400 <= status < 500
+
+
+# ------------------------------------------------------------------ boolean and extra columns
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """A logged mixed-table model (booleans is_online, has_discount), loaded as MLflow serves it."""
+    from aepipe.tracking import load_model
+
+    X = make_mixed_table(120, random_state=0).X
+    X = X.astype({c: object for c in X.columns if isinstance(X[c].dtype, pd.CategoricalDtype)})
+    store = tmp_path_factory.mktemp("mixed-store")
+    detector = Autoencoder(max_epochs=2, batch_size=32, random_state=0)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(store)
+        run = track_fit(detector, X, tracking_uri=f"sqlite:///{store}/mlflow.db")
+    return run, load_model(run.model_uri, tracking_uri=run.tracking_uri), detector, X
+
+
+def _split(X, **values):
+    """``X``'s first row as a dataframe_split payload, ``values`` set (or added) as sent."""
+    import json
+
+    payload = json.loads(X.iloc[:1].to_json(orient="split", index=False))
+    row = dict(zip(payload["columns"], payload["data"][0]), **values)
+    return {"dataframe_split": {"columns": list(row), "data": [list(row.values())]}}
+
+
+def _invoke(model, payload):
+    """(HTTP status, body) of MLflow's scoring server answering ``payload``, in process."""
+    import json
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.pyfunc import scoring_server
+
+    try:
+        answer = scoring_server.invocations(json.dumps(payload), "application/json", model,
+                                            model.metadata.get_input_schema())
+    except MlflowException as exc:  # what the server's handler turns into the response
+        return exc.get_http_status_code(), {"message": exc.message}
+    return answer.status, json.loads(answer.response)
+
+
+def _score_of(detector, X, **values):
+    return score_frame(detector, X.iloc[:1].assign(**values))["anomaly_score"].iloc[0]
+
+
+@pytest.mark.parametrize("value", ["no", "yes", "maybe", 2, 0.5, -1, None, ""],
+                         ids=repr)
+def test_a_non_boolean_in_a_boolean_column_is_a_4xx_naming_it(mixed, value):
+    # MLflow's server cast these with astype(bool) before the model saw them:
+    # "no", 2 and 0.5 were scored as True, null and "" as False (HTTP 200).
+    _, model, _, X = mixed
+    status, body = _invoke(model, _split(X, is_online=value))
+    assert 400 <= status < 500, body
+    assert re.search(rf"Column 'is_online' is boolean but has the value .*{re.escape(repr(value))}",
+                     body["message"]), body["message"]
+
+
+@pytest.mark.parametrize("value, meaning", [
+    (True, True), (False, False), (1, True), (0, False),
+    ("true", True), ("false", False), ("False", False), ("0", False),
+], ids=repr)
+def test_a_boolean_column_reads_what_aepipe_reads_as_a_boolean(mixed, value, meaning):
+    _, model, detector, X = mixed
+    status, body = _invoke(model, _split(X, is_online=value, has_discount=value))
+    assert status == 200, body
+    assert body["predictions"][0]["anomaly_score"] == pytest.approx(
+        _score_of(detector, X, is_online=meaning, has_discount=meaning), rel=1e-12)
+
+
+def test_boolean_inputs_are_typed_any_so_mlflow_does_not_cast_them(mixed):
+    _, model, _, X = mixed
+    inputs = model.metadata.get_input_schema()
+    types = dict(zip(inputs.input_names(), (repr(t) for t in inputs.input_types())))
+    assert list(types) == list(X.columns)
+    assert [c for c, t in types.items() if t == "Any"] == ["is_online", "has_discount"]
+    assert types["amount"] == "double" and types["segment"] == "string"
+
+
+def test_python_predict_scores_boolean_frames_as_in_memory(mixed):
+    _, model, detector, X = mixed
+    pd.testing.assert_frame_equal(model.predict(X.iloc[:10]), score_frame(detector, X.iloc[:10]))
+    with pytest.raises(Exception, match="Column 'is_online' is boolean but has the value 'no'"):
+        model.predict(X.iloc[:2].astype({"is_online": object}).assign(is_online=["no", True]))
+
+
+def test_an_extra_column_is_dropped_by_mlflow_and_refused_by_the_python_model(mixed):
+    """As documented: MLflow's schema enforcement drops an extra column before the
+    model sees it; aepipe score and score_dask call the Python model, which refuses it."""
+    from aepipe.tracking._model import InvalidModelInputError
+
+    _, model, detector, X = mixed
+    status, body = _invoke(model, _split(X, foo=1.0))
+    assert status == 200, body
+    assert body["predictions"][0]["anomaly_score"] == pytest.approx(_score_of(detector, X))
+    with pytest.raises(InvalidModelInputError, match=r"Unexpected column\(s\) \['foo'\]"):
+        model.unwrap_python_model().predict(None, X.iloc[:1].assign(foo=1.0))
+
+
+def test_served_boolean_column_refuses_text_and_reads_false(mixed):
+    """The real server: "false" is False (it was scored as True), "maybe" a 400."""
+    run, _, detector, X = mixed
+    with served_model(run.model_uri, tracking_uri=run.tracking_uri, startup_timeout=45) as url:
+        status, body = post_json(f"{url}/invocations", _split(X, is_online="false"))
+        assert status == 200, body
+        assert body["predictions"][0]["anomaly_score"] == pytest.approx(
+            _score_of(detector, X, is_online=False), rel=1e-12)
+        status, body = post_json(f"{url}/invocations", _split(X, is_online="maybe"))
+    assert 400 <= status < 500, body
+    assert "Column 'is_online' is boolean but has the value 'maybe'" in body["message"]
 
 
 def _processes_mentioning(text: str) -> list[int]:

@@ -85,7 +85,9 @@ class AnomalyModel(PythonModel):
     be converted to the signature's type is a 400 with MLflow's message; an
     *extra* column is dropped by MLflow before ``predict`` sees the input
     (records are scored on the signature's columns, 200), and JSON booleans in
-    numeric columns are converted to 0/1 by MLflow.
+    numeric columns are converted to 0/1 by MLflow. Boolean columns are typed
+    ``Any`` in the signature, so they reach the pipeline as sent and are
+    checked as in Python (True/False, 0/1, "true"/"false"; else a 400).
     """
 
     def __init__(self, pipeline=None, *, columns, numeric_columns=None, feature_names=True,
@@ -269,6 +271,31 @@ def _input_frame(pipeline, X) -> tuple[pd.DataFrame, bool]:
     return pd.DataFrame(values, columns=columns), False
 
 
+def model_signature(example: pd.DataFrame, output, params=None):
+    """MLflow's signature of ``example -> output``, with boolean input columns typed ``Any``.
+
+    MLflow's scoring server casts a JSON column declared ``boolean`` with
+    ``astype(bool)`` (``mlflow.utils.proto_json_utils.cast_df_types_according_to_schema``)
+    before the model sees it: by truthiness, so ``"false"``, ``"no"``, ``2`` and
+    ``0.5`` arrive as True and ``null`` and ``""`` as False. A column typed
+    ``Any`` reaches the model as sent, and the pipeline checks it as it does in
+    Python and in ``aepipe score`` (True/False, 0/1, ``"true"``/``"false"``;
+    anything else is a 400 naming the column and value). MLflow cannot type an
+    ``Any`` column of a CSV request body: such a model takes JSON bodies only.
+    """
+    from mlflow.models import infer_signature
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import AnyType, ColSpec, DataType, Schema
+
+    signature = infer_signature(example, output, params=params)
+    inputs = Schema([
+        ColSpec(AnyType(), spec.name, required=spec.required)
+        if spec.type == DataType.boolean else spec
+        for spec in signature.inputs.inputs
+    ])
+    return ModelSignature(inputs, signature.outputs, signature.params)
+
+
 def _requirements() -> list[str]:
     pins = [f"aepipe=={__version__}"]
     for dist in ("mlflow", "torch", "skorch", "scikit-learn", "pandas", "numpy", "joblib",
@@ -312,7 +339,7 @@ def log_model(model, X_example, *, name: str = "model", registered_model_name: s
     with a step that format does not hold (see :func:`aepipe.save`) is saved
     with joblib instead, with a warning: loading it then unpickles (trusted
     models only). The model carries a signature (input columns and types,
-    output frame) and an input example (first 5 rows).
+    boolean columns as ``Any``; output frame) and an input example (first 5 rows).
 
     Parameters
     ----------
@@ -329,12 +356,10 @@ def log_model(model, X_example, *, name: str = "model", registered_model_name: s
     model_uri : str
         ``models:/<model_id>`` URI, loadable with :func:`load_model`.
     """
-    from mlflow.models import infer_signature
-
     pyfunc, frame = build_model(model, X_example, top_k=top_k)
     example = _example_rows(model, frame)
     scored = score_frame(model, example if pyfunc.feature_names else example.to_numpy(), top_k)
-    signature = infer_signature(example, scored)
+    signature = model_signature(example, scored)
     info = log_pyfunc(pyfunc, model, name=name, signature=signature, input_example=example,
                       registered_model_name=registered_model_name,
                       pip_requirements=_requirements())

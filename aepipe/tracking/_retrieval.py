@@ -13,6 +13,7 @@ from ._model import (
     _load_pipeline,
     _requirements,
     log_pyfunc,
+    model_signature,
 )
 from ._uri import _first_line
 
@@ -144,14 +145,12 @@ def log_index(index, X_example, *, name: str = "neighbors",
     ...     uri = log_index(CodeIndex(ae).fit(X), X)                   # doctest: +SKIP
     >>> load_model(uri).predict(X[:3], params={"n_neighbors": 5})      # doctest: +SKIP
     """
-    from mlflow.models import infer_signature
-
     pyfunc, frame = build_neighbors_model(index, X_example, n_neighbors=n_neighbors)
     example = frame.head(5)
     k = min(int(n_neighbors), index.n_indexed_)
     distances, ids = index.kneighbors(example if pyfunc.feature_names else example.to_numpy(),
                                       n_neighbors=k)
-    signature = infer_signature(example, neighbors_frame(distances, ids),
+    signature = model_signature(example, neighbors_frame(distances, ids),
                                 params={"n_neighbors": int(n_neighbors)})
     info = log_pyfunc(pyfunc, index, name=name, signature=signature, input_example=example,
                       registered_model_name=registered_model_name,
