@@ -35,6 +35,14 @@ def _factor_table(n, seed, noise_scale=3.0):
     return frame.assign(noise=noise_scale * rng.normal(size=n))
 
 
+# The three kinds of tabular detector, fitted enough to explain a factor table.
+TABULAR_DETECTORS = pytest.mark.parametrize("make", [
+    lambda: AutoencoderEnsemble(**ENSEMBLE),
+    lambda: Autoencoder(max_epochs=30, random_state=0),
+    lambda: PCADetector(n_components=2),
+], ids=["ensemble", "autoencoder", "pca"])
+
+
 def _top_share(frame: pd.DataFrame, column) -> float:
     return float((frame.idxmax(axis=1) == column).mean())
 
@@ -160,11 +168,7 @@ def test_a_feature_set_only_on_training_anomalies_does_not_swamp_the_explanation
     assert surprise.iloc[3].idxmax() == "a"
 
 
-@pytest.mark.parametrize("make", [
-    lambda: AutoencoderEnsemble(**ENSEMBLE),
-    lambda: Autoencoder(max_epochs=30, random_state=0),
-    lambda: PCADetector(n_components=2),
-], ids=["ensemble", "autoencoder", "pca"])
+@TABULAR_DETECTORS
 def test_an_injected_shift_in_one_column_is_found(make):
     train, test = _factor_table(1500, 0), _factor_table(100, 1)
     detector = make().fit(train)
@@ -176,12 +180,7 @@ def test_an_injected_shift_in_one_column_is_found(make):
     assert np.mean(hits) >= 0.9
 
 
-
-@pytest.mark.parametrize("make", [
-    lambda: AutoencoderEnsemble(**ENSEMBLE),
-    lambda: Autoencoder(max_epochs=30, random_state=0),
-    lambda: PCADetector(n_components=2),
-], ids=["ensemble", "autoencoder", "pca"])
+@TABULAR_DETECTORS
 def test_a_column_constant_in_training_leads_only_once_it_changes(make):
     # The model's rounding around a constant is not a deviation: calibrated like any
     # column's NLL, it made a single Autoencoder's constant column the top one of about
