@@ -35,6 +35,7 @@ from __future__ import annotations
 import csv
 import gzip
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -277,6 +278,8 @@ def _csv_read_options(path) -> dict:
 _DECIMAL_COMMA = r"[+-]?\d[\d.]*,\d+(?:[eE][+-]?\d+)?"  # 1,5  -0,25  1.234,5
 _THOUSANDS = r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?"  # 1,166.63  -12,000
 _PLAIN_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+# Any number, plain or formatted: a column whose first value is not one is text.
+_ANY_NUMBER = re.compile(f"{_DECIMAL_COMMA}|{_THOUSANDS}|{_PLAIN_NUMBER}")
 
 
 def _refuse_formatted_numbers(frame: pd.DataFrame, path, sep: str) -> pd.DataFrame:
@@ -290,7 +293,10 @@ def _refuse_formatted_numbers(frame: pd.DataFrame, path, sep: str) -> pd.DataFra
         if not (pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column)):
             continue
         text = column.dropna()
-        if not len(text) or not all(isinstance(v, str) for v in text):
+        if not len(text) or not isinstance(text.iloc[0], str) or not _ANY_NUMBER.fullmatch(
+                text.iloc[0]):
+            continue  # text (the usual case, decided by one value), or no values
+        if not all(isinstance(v, str) for v in text):
             continue
         for pattern, written, fix in (
                 (_DECIMAL_COMMA if decimal_commas else None, "with a decimal comma",

@@ -325,5 +325,12 @@ def test_missing_or_unreadable_timestamps_are_reported_at_their_row():
     frame.loc[17, "ts"] = pd.NaT
     with pytest.raises(DataValidationError, match="NaT\\) at row 17"):
         WindowedPCA(width=4, time_column="ts").fit(frame)
-    with pytest.raises(DataValidationError, match="not timestamps"):
+    with pytest.raises(DataValidationError, match="'soon' at row 0, not a date and time"):
         WindowedPCA(width=4, time_column="ts").fit(frame.assign(ts="soon"))
+    # One bad string among readable ones: its row, its value and the column's format.
+    text = frame.assign(ts=pd.date_range("2024-01-01", periods=60, freq="s")
+                        .strftime("%Y-%m-%d %H:%M:%S"))
+    text.loc[23, "ts"] = "garbage"
+    with pytest.raises(DataValidationError,
+                       match="'garbage' at row 23, not a time in the column's format"):
+        WindowedPCA(width=4, time_column="ts").fit(text)

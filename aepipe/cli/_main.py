@@ -701,7 +701,10 @@ def _checked_times(chunks, column: str, series_column=None):
             yield chunk  # a missing column is the model's error to report
             continue
         values = chunk[column]
-        times = _times_as_the_model_reads_them(values, column)
+        try:
+            times = _times_as_the_model_reads_them(values)
+        except DataValidationError as exc:  # named by the chunk's position: say the file's row
+            raise DataValidationError(_in_file_rows(str(exc))) from None
         missing = pd.isna(times)
         if missing.any():
             raise DataValidationError(
@@ -728,54 +731,16 @@ def _checked_times(chunks, column: str, series_column=None):
         yield chunk
 
 
-def _times_as_the_model_reads_them(values, column: str):
-    """``values`` as float64 numbers or naive UTC datetime64; an unreadable one is refused."""
+def _times_as_the_model_reads_them(values):
+    """``values`` as float64 numbers or naive UTC datetime64, as a windowed model reads
+    them (an unreadable one is refused naming its row, value and the format expected)."""
     import pandas as pd
+
+    from ..sensor._base import _utc_times
 
     if pd.api.types.is_numeric_dtype(values.dtype):
         return values.to_numpy(dtype="float64", na_value=float("nan"))
-    try:
-        converted = pd.to_datetime(values)
-    except (TypeError, ValueError):
-        try:  # mixed UTC offsets, or aware and naive times together
-            converted = pd.to_datetime(values, utc=True)
-        except (TypeError, ValueError) as error:
-            raise _unreadable_time(values, column, error) from None
-    if getattr(converted.dt, "tz", None) is not None:
-        converted = converted.dt.tz_convert("UTC").dt.tz_localize(None)
-    return converted.to_numpy()
-
-
-def _unreadable_time(values, column: str, error: BaseException):
-    """The error naming the first value of ``values`` that is not a time, its row, and the
-    format of the first value (which pandas reads all of them in)."""
-    import pandas as pd
-    from pandas.tseries.api import guess_datetime_format
-
-    from ..exceptions import DataValidationError
-
-    given = values.dropna()
-    first = given.iloc[0] if len(given) else None
-    fmt = guess_datetime_format(first) if isinstance(first, str) else None
-    row = None
-    if fmt is not None:
-        unread = pd.to_datetime(given, format=fmt, errors="coerce", utc=True).isna().to_numpy()
-        row = given.index[unread][0] if unread.any() else None
-    if row is None:  # one by one: slow, and only on this error's path
-        for label, value in given.items():
-            try:
-                pd.to_datetime([value], utc=True)
-            except (TypeError, ValueError):
-                row = label
-                break
-    if row is None:
-        return DataValidationError(f"The time column {column!r} holds values that are not "
-                                   f"timestamps ({_first_line(error)}).")
-    expected = (f"a time in the column's format {fmt!r}" if fmt
-                else "a date and time, e.g. '2024-01-31 12:00:00'")
-    return DataValidationError(
-        f"The time column {column!r} has {given[row]!r} at row {row}, not {expected}; fix "
-        "or drop that row.")
+    return _utc_times(values)
 
 
 # The models name a row by its position in the frame they got and, when that differs, by

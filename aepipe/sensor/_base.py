@@ -57,13 +57,46 @@ def _utc_times(times) -> np.ndarray:
         try:
             converted = pd.to_datetime(times, utc=True)
         except (TypeError, ValueError) as error:
-            raise DataValidationError(
-                f"The time column {times.name!r} holds values that are not timestamps "
-                f"({error})."
-            ) from None
+            raise _unreadable_times(times, error) from None
     if getattr(converted.dt, "tz", None) is not None:
         converted = converted.dt.tz_convert("UTC").dt.tz_localize(None)
     return converted.to_numpy()
+
+
+def _unreadable_times(times: pd.Series, error: BaseException) -> DataValidationError:
+    """The error naming the first value of ``times`` that is not a timestamp: its row, the
+    value, and the format of the first value (which pandas reads all of them in). pandas'
+    own message runs over several lines and stops at "You might want to try:"."""
+    from pandas.tseries.api import guess_datetime_format
+
+    from .._tabular import _position
+
+    given = pd.Series(times.to_numpy(dtype=object))
+    given = given[given.notna()]
+    first = given.iloc[0] if len(given) else None
+    fmt = guess_datetime_format(first) if isinstance(first, str) else None
+    bad = None
+    if fmt is not None:
+        unread = pd.to_datetime(given, format=fmt, errors="coerce", utc=True).isna().to_numpy()
+        bad = int(given.index[unread][0]) if unread.any() else None
+    if bad is None:  # one by one: slow, and only on this error's path
+        for row, value in given.items():
+            try:
+                pd.to_datetime([value], utc=True)
+            except (TypeError, ValueError):
+                bad = int(row)
+                break
+    if bad is None:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        return DataValidationError(
+            f"The time column {times.name!r} holds values that are not timestamps "
+            f"({first_line}).")
+    expected = (f"a time in the column's format {fmt!r}" if fmt
+                else "a date and time, e.g. '2024-01-31 12:00:00'")
+    return DataValidationError(
+        f"The time column {times.name!r} has {given[bad]!r} at "
+        f"{_position(getattr(times, 'index', None), bad)}, not {expected}; fix or drop that "
+        "row.")
 
 
 def _long_segments(segments, width: int):
